@@ -1,0 +1,60 @@
+"""Serializer building blocks shared by every app's API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from rest_framework import serializers
+from rest_framework.settings import api_settings
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not declare (no mass assignment), naming each one."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({api_settings.NON_FIELD_ERRORS_KEY: ["Expected a JSON object."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true/false only: "yes", 1 or "false" are errors, not guesses."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid", input=data)
+        raise AssertionError  # unreachable: fail() raises
+
+
+class StrictCharField(serializers.CharField):
+    """A string only: numbers and booleans are not silently turned into strings."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (not a list or scalar), with a size cap in bytes."""
+
+    default_error_messages = {
+        "not_object": "Expected a JSON object.",
+        "too_large": "Must be at most {max_bytes} bytes of JSON.",
+    }
+
+    def __init__(self, *, max_bytes: int = 32 * 1024, **kwargs: Any) -> None:
+        self.max_bytes = max_bytes
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        if len(orjson.dumps(data)) > self.max_bytes:
+            self.fail("too_large", max_bytes=self.max_bytes)
+        return data

@@ -1,0 +1,3 @@
+"""Websocket routes; each app with a consumer adds its patterns here."""
+
+websocket_urlpatterns: list = []

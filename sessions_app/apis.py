@@ -1,0 +1,252 @@
+"""Session lifecycle API: parse, call one service, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
+from federation.authentication import SiteKeyAuthentication
+from federation.permissions import HasSiteKey
+from sessions_app.authentication import SessionTokenAuthentication
+from sessions_app.enrichment import request_meta_from
+from sessions_app.models import UserSession
+from sessions_app.permissions import IsSessionTokenHolder
+from sessions_app.services import (
+    SessionResult,
+    session_create,
+    session_end,
+    session_heartbeat,
+    session_update,
+)
+
+
+class ConsentInput(StrictSerializer):
+    analytics = StrictBooleanField(required=False)
+    personalization = StrictBooleanField(required=False)
+    marketing = StrictBooleanField(required=False)
+    fingerprinting = StrictBooleanField(required=False)
+    saleSharing = StrictBooleanField(required=False)
+    # Aliases used by the original client.
+    trackingConsent = StrictBooleanField(required=False)
+    marketingConsent = StrictBooleanField(required=False)
+
+
+class UtmInput(StrictSerializer):
+    source = StrictCharField(required=False, allow_blank=True, max_length=200)
+    medium = StrictCharField(required=False, allow_blank=True, max_length=200)
+    campaign = StrictCharField(required=False, allow_blank=True, max_length=200)
+    term = StrictCharField(required=False, allow_blank=True, max_length=200)
+    content = StrictCharField(required=False, allow_blank=True, max_length=200)
+
+
+class FingerprintInput(StrictSerializer):
+    hash = StrictCharField(min_length=8, max_length=128)
+    components = JSONObjectField(required=False, max_bytes=8 * 1024)
+
+
+class RestoreInput(StrictSerializer):
+    sessionId = serializers.UUIDField()
+    token = StrictCharField(max_length=256)
+
+
+class ConsentOutput(serializers.Serializer):
+    analytics = serializers.BooleanField()
+    personalization = serializers.BooleanField()
+    marketing = serializers.BooleanField()
+    fingerprinting = serializers.BooleanField()
+    saleSharing = serializers.BooleanField()
+
+
+class DeviceOutput(serializers.Serializer):
+    type = serializers.CharField()
+    browser = serializers.CharField()
+    os = serializers.CharField()
+
+
+class SessionOutput(serializers.Serializer):
+    sessionId = serializers.UUIDField()
+    anonymousId = serializers.CharField()
+    identified = serializers.BooleanField()
+    startedAt = serializers.DateTimeField()
+    lastActivityAt = serializers.DateTimeField()
+    expiresAt = serializers.DateTimeField()
+    endedAt = serializers.DateTimeField(allow_null=True)
+    idleTimeoutSeconds = serializers.IntegerField()
+    device = DeviceOutput()
+    country = serializers.CharField()
+    referrer = serializers.CharField()
+    landingPage = serializers.CharField()
+    utm = serializers.DictField(child=serializers.CharField())
+    eventCount = serializers.IntegerField()
+    pageViewCount = serializers.IntegerField()
+    engagementScore = serializers.FloatField()
+    consent = ConsentOutput()
+    traits = serializers.DictField()
+    preferences = serializers.DictField()
+    metadata = serializers.DictField()
+    token = serializers.CharField(required=False, help_text="Present only when the token was rotated.")
+
+
+def session_payload(session: UserSession, *, token: str | None = None) -> dict[str, Any]:
+    from django.conf import settings
+
+    profile = session.profile
+    data: dict[str, Any] = {
+        "sessionId": session.public_id,
+        "anonymousId": session.anonymous_id,
+        "identified": bool(profile and profile.user_id_hash),
+        "startedAt": session.started_at,
+        "lastActivityAt": session.last_activity_at,
+        "expiresAt": session.expires_at,
+        "endedAt": session.ended_at,
+        "idleTimeoutSeconds": int(settings.SESSION_IDLE_TIMEOUT.total_seconds()),
+        "device": {"type": session.device_type, "browser": session.browser, "os": session.os},
+        "country": session.country,
+        "referrer": session.referrer,
+        "landingPage": session.landing_page,
+        "utm": {
+            key: getattr(session, f"utm_{key}")
+            for key in ("source", "medium", "campaign", "term", "content")
+            if getattr(session, f"utm_{key}")
+        },
+        "eventCount": session.event_count,
+        "pageViewCount": session.page_view_count,
+        "engagementScore": session.engagement_score,
+        "consent": session.consent,
+        "traits": profile.traits if profile else {},
+        "preferences": profile.preferences if profile else {},
+        "metadata": session.metadata,
+    }
+    if token:
+        data["token"] = token
+    return SessionOutput(data).data
+
+
+class SessionCreateApi(APIView):
+    authentication_classes = [SiteKeyAuthentication]
+    permission_classes = [HasSiteKey]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "session_create"
+
+    class SessionCreateInput(StrictSerializer):
+        anonymousId = StrictCharField(required=False, min_length=1, max_length=128)
+        consent = ConsentInput(required=False)
+        referrer = StrictCharField(required=False, allow_blank=True, max_length=2048)
+        landingPage = StrictCharField(required=False, allow_blank=True, max_length=2048)
+        utm = UtmInput(required=False)
+        fingerprint = FingerprintInput(required=False)
+        restore = RestoreInput(required=False)
+
+    class SessionCreated(serializers.Serializer):
+        sessionId = serializers.UUIDField()
+        token = serializers.CharField()
+        anonymousId = serializers.CharField()
+        expiresAt = serializers.DateTimeField()
+        idleTimeoutSeconds = serializers.IntegerField()
+        restored = serializers.BooleanField()
+        consent = ConsentOutput()
+
+    @extend_schema(
+        request=SessionCreateInput,
+        responses={201: SessionCreated},
+        summary="Create or restore a session",
+    )
+    def post(self, request):
+        data = self.SessionCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        result = session_create(
+            neuron=request.auth,
+            request_meta=request_meta_from(request.META),
+            anonymous_id=v.get("anonymousId"),
+            consent=v.get("consent"),
+            referrer=v.get("referrer", ""),
+            landing_page=v.get("landingPage", ""),
+            utm=v.get("utm"),
+            fingerprint=v.get("fingerprint"),
+            restore=v.get("restore"),
+        )
+        return Response(self._render(result), status=status.HTTP_201_CREATED)
+
+    def _render(self, result: SessionResult) -> dict[str, Any]:
+        from django.conf import settings
+
+        s = result.session
+        return self.SessionCreated(
+            {
+                "sessionId": s.public_id,
+                "token": result.token,
+                "anonymousId": s.anonymous_id,
+                "expiresAt": s.expires_at,
+                "idleTimeoutSeconds": int(settings.SESSION_IDLE_TIMEOUT.total_seconds()),
+                "restored": result.restored,
+                "consent": s.consent,
+            }
+        ).data
+
+
+class SessionTokenApi(APIView):
+    authentication_classes = [SessionTokenAuthentication]
+    permission_classes = [IsSessionTokenHolder]
+
+    @property
+    def session(self) -> UserSession:
+        return self.request.auth.session
+
+
+class SessionDetailApi(SessionTokenApi):
+    class SessionUpdateInput(StrictSerializer):
+        userId = StrictCharField(required=False, min_length=1, max_length=255)
+        traits = JSONObjectField(required=False, max_bytes=16 * 1024)
+        preferences = JSONObjectField(required=False, max_bytes=8 * 1024)
+        consent = ConsentInput(required=False)
+        metadata = JSONObjectField(required=False, max_bytes=16 * 1024)
+        fingerprint = FingerprintInput(required=False)
+
+    @extend_schema(responses={200: SessionOutput}, summary="Read the session")
+    def get(self, request, session_id):
+        return Response(session_payload(self.session))
+
+    @extend_schema(request=SessionUpdateInput, responses={200: SessionOutput}, summary="Update the session")
+    def put(self, request, session_id):
+        data = self.SessionUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        result = session_update(
+            session=self.session,
+            request_meta=request_meta_from(request.META),
+            user_id=v.get("userId"),
+            traits=v.get("traits"),
+            preferences=v.get("preferences"),
+            consent=v.get("consent"),
+            metadata=v.get("metadata"),
+            fingerprint=v.get("fingerprint"),
+        )
+        return Response(session_payload(result.session, token=result.token))
+
+
+class SessionActivityApi(SessionTokenApi):
+    class HeartbeatOutput(serializers.Serializer):
+        sessionId = serializers.UUIDField()
+        expiresAt = serializers.DateTimeField()
+        token = serializers.CharField(required=False, help_text="A rotated token, when one was issued.")
+
+    @extend_schema(request=None, responses={200: HeartbeatOutput}, summary="Heartbeat")
+    def post(self, request, session_id):
+        result = session_heartbeat(session=self.session, via_previous_token=request.auth.via_previous)
+        body: dict[str, Any] = {"sessionId": result.session.public_id, "expiresAt": result.session.expires_at}
+        if result.token:
+            body["token"] = result.token
+        return Response(self.HeartbeatOutput(body).data)
+
+
+class SessionEndApi(SessionTokenApi):
+    @extend_schema(request=None, responses={200: SessionOutput}, summary="End the session")
+    def post(self, request, session_id):
+        return Response(session_payload(session_end(session=self.session)))

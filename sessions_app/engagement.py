@@ -1,0 +1,31 @@
+"""The session engagement score, 0..100.
+
+    score = 100 × (0.35·D + 0.25·P + 0.25·I + 0.15·C)
+
+    D = min(duration / 10 min, 1)             time on site
+    P = min((page views − 1) / 9, 1)          depth beyond the landing page
+    I = min(interactions / 20, 1)             clicks, custom events, form use
+    C = min(conversions, 1)                   any conversion counts fully
+
+Each input saturates so one long idle tab or a click storm cannot dominate; a
+one-page visit with no interaction scores 0 (a bounce), ten pages over ten
+minutes with twenty interactions and a purchase scores 100.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+WEIGHTS = {"duration": 0.35, "depth": 0.25, "interactions": 0.25, "conversions": 0.15}
+DURATION_SATURATION = timedelta(minutes=10)
+DEPTH_SATURATION = 9
+INTERACTION_SATURATION = 20
+
+
+def engagement_score(*, duration: timedelta, page_views: int, interactions: int, conversions: int) -> float:
+    d = min(max(duration.total_seconds(), 0.0) / DURATION_SATURATION.total_seconds(), 1.0)
+    p = min(max(page_views - 1, 0) / DEPTH_SATURATION, 1.0)
+    i = min(max(interactions, 0) / INTERACTION_SATURATION, 1.0)
+    c = 1.0 if conversions > 0 else 0.0
+    raw = WEIGHTS["duration"] * d + WEIGHTS["depth"] * p + WEIGHTS["interactions"] * i + WEIGHTS["conversions"] * c
+    return round(100.0 * raw, 2)

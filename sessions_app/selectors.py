@@ -1,0 +1,34 @@
+"""Reads for sessions."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q
+from django.utils import timezone
+
+from sessions_app.models import UserSession
+
+
+@dataclass(frozen=True)
+class TokenMatch:
+    session: UserSession
+    via_previous: bool  # matched the rotated-out token inside its grace period
+
+
+def session_get_by_token(*, token: str, now: datetime | None = None) -> TokenMatch | None:
+    """The session a bearer token opens: its current token, or the previous one within grace."""
+    if not token or len(token) > 256:
+        return None
+    now = now or timezone.now()
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    session = (
+        UserSession.objects.select_related("neuron", "profile")
+        .filter(Q(token_hash=digest) | Q(previous_token_hash=digest, previous_token_valid_until__gt=now))
+        .first()
+    )
+    if session is None:
+        return None
+    return TokenMatch(session=session, via_previous=session.token_hash != digest)
