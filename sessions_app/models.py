@@ -257,6 +257,67 @@ class SessionBridge(models.Model):
         return f"{self.method} link ({self.confidence:.2f}, {self.status})"
 
 
+class ProfileAlias(models.Model):
+    """An earlier identifier that an `alias` call tied to a profile (Segment semantics).
+
+    `previousId` may be an anonymous id or an earlier user id; later lookups of
+    either resolve to the profile. Stored like user ids: keyed hash + encrypted value.
+    """
+
+    neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="profile_aliases")
+    profile = models.ForeignKey(GlobalUserProfile, on_delete=models.CASCADE, related_name="aliases")
+    identifier_hash = models.CharField(max_length=64)
+    identifier_encrypted = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "profile_aliases"
+        constraints = [
+            models.UniqueConstraint(fields=["neuron", "identifier_hash"], name="uniq_alias_per_neuron"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Alias {self.identifier_hash[:12]}… -> profile {self.profile_id}"
+
+
+class ProfileMerge(models.Model):
+    """What one merge moved, so that it can be undone exactly.
+
+    `moved` lists the primary keys that changed hands (sessions, fingerprints,
+    aliases; events as [first, last] id ranges, which keeps large histories
+    small). Events recorded on the moved sessions after the merge (id above
+    `last_event_id`) go back with them. `source_state` and `target_before` /
+    `target_after` are the two profiles' traits, preferences and first/last seen
+    before and right after the merge.
+    """
+
+    neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="profile_merges")
+    source = models.ForeignKey(GlobalUserProfile, on_delete=models.CASCADE, related_name="merges_out")
+    target = models.ForeignKey(GlobalUserProfile, on_delete=models.CASCADE, related_name="merges_in")
+    bridge = models.ForeignKey(SessionBridge, null=True, blank=True, on_delete=models.SET_NULL, related_name="merges")
+    method = models.CharField(max_length=16, choices=BridgeMethod.choices)
+    moved = models.JSONField(default=dict)
+    last_event_id = models.BigIntegerField(default=0)
+    source_state = models.JSONField(default=dict)
+    target_before = models.JSONField(default=dict)
+    target_after = models.JSONField(default=dict)
+    actor = models.CharField(max_length=200, blank=True, default="")
+    merged_at = models.DateTimeField()
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        db_table = "profile_merges"
+        indexes = [
+            models.Index(fields=["target", "-merged_at"], name="merge_target_idx"),
+            models.Index(fields=["source"], name="merge_source_idx"),
+        ]
+
+    def __str__(self) -> str:
+        state = "undone" if self.undone_at else "active"
+        return f"Merge {self.source_id} -> {self.target_id} ({self.method}, {state})"
+
+
 class AnonymousTrafficCount(models.Model):
     """Traffic from visitors without analytics consent, counted with nothing that identifies them.
 

@@ -5,7 +5,7 @@ import uuid
 import factory
 from django.utils import timezone
 
-from sessions_app.models import BehaviorEvent, GlobalUserProfile, UserSession
+from sessions_app.models import BehaviorEvent, DeviceFingerprint, GlobalUserProfile, UserSession
 from sessions_app.services import session_expiry, token_hash
 from tests.federation.factories import NeuronFactory
 
@@ -65,3 +65,14 @@ class BehaviorEventFactory(factory.django.DjangoModelFactory):
     timestamp = factory.LazyFunction(timezone.now)
     received_at = factory.LazyAttribute(lambda o: o.timestamp)
     message_id = factory.LazyFunction(lambda: str(uuid.uuid4()))
+
+
+class DeviceFingerprintFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DeviceFingerprint
+
+    neuron = factory.SubFactory(NeuronFactory)
+    fingerprint_hash = factory.LazyFunction(lambda: uuid.uuid4().hex)
+    components = factory.LazyFunction(lambda: {"screen": "1920x1080", "tz": "Europe/London"})
+    first_seen_at = factory.LazyFunction(timezone.now)
+    last_seen_at = factory.LazyAttribute(lambda o: o.first_seen_at)
