@@ -367,6 +367,22 @@ if CONSENT_MODE not in {"opt-in", "opt-out"}:
 
 GEOIP_ENABLED = env_bool("GEOIP_ENABLED", True)
 
+# Ingestion. Events for a session that ended less than the grace period ago (the unload
+# beacon, a retried batch) are still accepted; later ones get a 409 so the client restores.
+EVENTS_GRACE_PERIOD = timedelta(seconds=env_int("EVENTS_GRACE_SECONDS", 5 * 60))
+EVENTS_MAX_BATCH = env_int("EVENTS_MAX_BATCH", 500)
+EVENTS_MAX_BODY_BYTES = env_int("EVENTS_MAX_BODY_BYTES", 512 * 1024)
+EVENT_DATA_MAX_BYTES = env_int("EVENT_DATA_MAX_BYTES", 32 * 1024)
+# Segment's published limits for its HTTP tracking API.
+SEGMENT_MAX_CALL_BYTES = env_int("SEGMENT_MAX_CALL_BYTES", 32 * 1024)
+SEGMENT_MAX_BATCH_BYTES = env_int("SEGMENT_MAX_BATCH_BYTES", 500 * 1024)
+SEGMENT_MAX_BATCH_EVENTS = env_int("SEGMENT_MAX_BATCH_EVENTS", 2500)
+# Live dashboard counters: per-minute buckets kept this long in the cache.
+LIVE_COUNTER_TTL_SECONDS = env_int("LIVE_COUNTER_TTL_SECONDS", 2 * 3600)
+# After a cache failure, live counters skip the cache for this long instead of paying a
+# timeout on every request while Redis is down.
+LIVE_COUNTER_BACKOFF_SECONDS = env_float("LIVE_COUNTER_BACKOFF_SECONDS", 5.0)
+
 
 # ---------------------------------------------------------------------------
 # Logging

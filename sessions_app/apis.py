@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from config.api.parsers import JSONParser, TextJSONParser
 from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
 from federation.authentication import SiteKeyAuthentication
 from federation.permissions import HasSiteKey
 from sessions_app.authentication import SessionTokenAuthentication
 from sessions_app.enrichment import request_meta_from
+from sessions_app.event_input import events_payload_parse
+from sessions_app.ingestion import events_ingest
 from sessions_app.models import UserSession
-from sessions_app.permissions import IsSessionTokenHolder
+from sessions_app.permissions import IsSessionTokenHolder, IsSessionTokenHolderEvenEnded
 from sessions_app.services import (
     SessionResult,
     session_create,
@@ -250,3 +255,41 @@ class SessionEndApi(SessionTokenApi):
     @extend_schema(request=None, responses={200: SessionOutput}, summary="End the session")
     def post(self, request, session_id):
         return Response(session_payload(session_end(session=self.session)))
+
+
+class EventsIngestApi(SessionTokenApi):
+    """One event, or {"events": [...]} up to EVENTS_MAX_BATCH; a 200 means committed."""
+
+    permission_classes = [IsSessionTokenHolderEvenEnded]
+    # text/plain too: navigator.sendBeacon (the unload beacon) cannot set a JSON content type.
+    parser_classes = [JSONParser, TextJSONParser]
+
+    class EventInput(serializers.Serializer):
+        """For the schema only: events are validated by sessions_app.event_input."""
+
+        eventType = serializers.CharField(max_length=32)
+        eventName = serializers.CharField(required=False, max_length=200)
+        eventData = serializers.DictField(required=False)
+        page = serializers.DictField(required=False, child=serializers.CharField())
+        timestamp = serializers.DateTimeField(required=False)
+        messageId = serializers.CharField(required=False, max_length=128)
+
+    class BatchInput(serializers.Serializer):
+        events = serializers.ListField(child=serializers.DictField(), max_length=500)
+        sentAt = serializers.DateTimeField(required=False)
+
+    class IngestOutput(serializers.Serializer):
+        stored = serializers.IntegerField()
+        duplicates = serializers.IntegerField()
+        anonymous = serializers.IntegerField(help_text="Counted in anonymous aggregates only (no analytics consent).")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return settings.EVENTS_MAX_BODY_BYTES
+
+    @extend_schema(request=BatchInput, responses={200: IngestOutput}, summary="Send one event or a batch")
+    def post(self, request, session_id):
+        received_at = timezone.now()
+        events, sent_at = events_payload_parse(request.data)
+        result = events_ingest(session=self.session, events=events, sent_at=sent_at, received_at=received_at)
+        return Response({"stored": result.stored, "duplicates": result.duplicates, "anonymous": result.anonymous})

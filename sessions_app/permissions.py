@@ -28,3 +28,10 @@ class IsSessionTokenHolder(BasePermission):
         if not self.allow_ended and not session_is_alive(match.session):
             raise AuthenticationFailed("This session has ended or expired; create or restore a session.")
         return True
+
+
+class IsSessionTokenHolderEvenEnded(IsSessionTokenHolder):
+    """As IsSessionTokenHolder, but an ended session still opens: the service decides
+    (events within the grace period after the end are accepted, later ones are 409)."""
+
+    allow_ended = True

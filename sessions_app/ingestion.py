@@ -1,0 +1,300 @@
+"""Event ingestion: the hot path of the product.
+
+Correct first: a batch is stored in one transaction together with the session's
+counters and engagement score, exactly once per message id (the unique
+(neuron, message_id) constraint decides, so a retried or concurrently repeated
+batch is stored once), and only with analytics consent; without it the events
+only increment anonymous aggregates. Then fast: a constant number of queries per
+batch whatever its size (lock the session, one multi-row INSERT, one UPDATE).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from django.conf import settings
+from django.db import connection, transaction
+
+from config.api.errors import Conflict, ValidationFailed
+from privacy.consent import has_consent
+from sessions_app.engagement import engagement_score
+from sessions_app.event_input import CONVERSION_TYPES, PAGE_VIEW_TYPES, EventIn
+from sessions_app.live import live_record_events
+from sessions_app.models import AnonymousTrafficCount, BehaviorEvent, UserSession
+from sessions_app.services import session_expiry
+
+# Columns written per event, in the order of the INSERT below.
+EVENT_COLUMNS = (
+    "neuron_id",
+    "session_id",
+    "profile_id",
+    "anonymous_id",
+    "event_type",
+    "event_name",
+    "properties",
+    "page_url",
+    "page_path",
+    "page_title",
+    "referrer",
+    "timestamp",
+    "received_at",
+    "message_id",
+)
+# Rows per INSERT: 14 parameters each stays under PostgreSQL's 65,535 and SQLite's
+# 32,766 (its default since 3.32) bound parameters per statement.
+INSERT_CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    stored: int
+    duplicates: int
+    anonymous: int  # counted in the anonymous aggregates only (no analytics consent)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event row as written; what the after-store step (and its hooks) receive."""
+
+    event_type: str
+    event_name: str
+    properties: dict
+    page_path: str
+    timestamp: datetime
+    message_id: str
+
+
+def event_time(*, event: EventIn, sent_at: datetime | None, received_at: datetime) -> datetime:
+    """The event time corrected for client clock skew, as Segment does:
+    timestamp = receivedAt − (sentAt − timestamp). Without sentAt the client time is
+    taken as sent; without a timestamp the event happened when it was received."""
+    if event.timestamp is None:
+        return received_at
+    if sent_at is None:
+        return event.timestamp
+    return received_at - (sent_at - event.timestamp)
+
+
+def session_end_time(session: UserSession, *, now: datetime) -> datetime | None:
+    """When the session stopped being alive, or None while it is alive."""
+    if session.ended_at is not None:
+        return session.ended_at
+    if session.expires_at <= now:
+        return session.expires_at
+    return None
+
+
+def _session_lock(session: UserSession) -> UserSession:
+    # The row lock serialises batches of one session, so its counters add up and a
+    # duplicate batch waits for the first one's commit, then finds its message ids taken.
+    return UserSession.objects.select_for_update(of=("self",)).get(pk=session.pk)
+
+
+def _corrected_times(
+    events: list[EventIn], *, sent_at: datetime | None, received_at: datetime, prefix: str
+) -> list[datetime]:
+    times: list[datetime] = []
+    errors: dict[str, list[str]] = {}
+    for index, event in enumerate(events):
+        try:
+            times.append(event_time(event=event, sent_at=sent_at, received_at=received_at))
+        except OverflowError:
+            errors[f"{prefix}[{index}].timestamp" if prefix else "timestamp"] = [
+                "The timestamp is out of range once corrected for the client clock."
+            ]
+    if errors:
+        raise ValidationFailed(errors=errors)
+    return times
+
+
+@transaction.atomic
+def events_ingest(
+    *,
+    session: UserSession,
+    events: list[EventIn],
+    sent_at: datetime | None,
+    received_at: datetime,
+    error_prefix: str = "events",
+) -> IngestResult:
+    """Store a validated batch for one session, all or nothing.
+
+    A session that ended within EVENTS_GRACE_PERIOD still takes events (the unload
+    beacon arrives after the end); later ones raise Conflict so the client restores
+    the session and resends.
+    """
+    if not events:
+        return IngestResult(stored=0, duplicates=0, anonymous=0)
+    times = _corrected_times(
+        events, sent_at=sent_at, received_at=received_at, prefix=error_prefix if len(events) > 1 else ""
+    )
+    locked = _session_lock(session)
+    ended = session_end_time(locked, now=received_at)
+    if ended is not None and received_at - ended > settings.EVENTS_GRACE_PERIOD:
+        raise Conflict(
+            "The session has ended; restore it (or create a new one) and resend the events.",
+            extra={"sessionEndedAt": ended.isoformat()},
+        )
+
+    if not has_consent(locked.consent, "analytics"):
+        _count_anonymously(session=locked, events=events, received_at=received_at)
+        transaction.on_commit(
+            lambda: live_record_events(neuron_id=locked.neuron_id, event_types={}, anonymous=len(events))
+        )
+        return IngestResult(stored=0, duplicates=0, anonymous=len(events))
+
+    rows = _rows(session=locked, events=events, times=times, received_at=received_at)
+    stored = _insert(rows)
+    _session_count(session=locked, stored=stored, alive=ended is None, now=received_at)
+    events_stored(session=locked, events=stored)
+    return IngestResult(
+        stored=len(stored),
+        duplicates=len(events) - len(stored),
+        anonymous=0,
+    )
+
+
+def _rows(*, session: UserSession, events: list[EventIn], times: list[datetime], received_at: datetime) -> list[tuple]:
+    seen: set[str] = set()
+    rows: list[tuple] = []
+    for event, at in zip(events, times, strict=True):
+        if event.message_id in seen:
+            continue  # the same message twice in one batch is stored once
+        seen.add(event.message_id)
+        rows.append(
+            (
+                session.neuron_id,
+                session.pk,
+                session.profile_id,
+                session.anonymous_id,
+                event.event_type,
+                event.event_name,
+                event.properties,
+                event.page_url,
+                event.page_path,
+                event.page_title,
+                event.referrer,
+                at,
+                received_at,
+                event.message_id,
+            )
+        )
+    return rows
+
+
+def _stored_event(row: tuple) -> StoredEvent:
+    return StoredEvent(
+        event_type=row[4],
+        event_name=row[5],
+        properties=row[6],
+        page_path=row[8],
+        timestamp=row[11],
+        message_id=row[13],
+    )
+
+
+def _insert(rows: list[tuple]) -> list[StoredEvent]:
+    """One multi-row INSERT … ON CONFLICT DO NOTHING RETURNING the message ids that went in.
+
+    On PostgreSQL, ON CONFLICT waits for a concurrent transaction holding the same
+    message id and then skips it, so concurrent duplicates are stored exactly once; on
+    SQLite writers are serialised anyway (BEGIN IMMEDIATE). The same statement runs on
+    both: bulk_create(ignore_conflicts=True) cannot say which rows went in, and on SQLite
+    it splits a batch into 71-row statements (Django assumes 999 parameters), so the
+    query count would grow with the batch size.
+    """
+    stored: list[StoredEvent] = []
+    table = BehaviorEvent._meta.db_table
+    columns = ", ".join(f'"{name}"' for name in EVENT_COLUMNS)
+    one = "(" + ", ".join(["%s"] * len(EVENT_COLUMNS)) + ")"
+    by_id = {row[13]: row for row in rows}
+    adapt_time = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), INSERT_CHUNK):
+            chunk = rows[start : start + INSERT_CHUNK]
+            params: list = []
+            for row in chunk:
+                params.extend(row[:6])
+                params.append(orjson.dumps(row[6]).decode())
+                params.extend(row[7:11])
+                params.append(adapt_time(row[11]))
+                params.append(adapt_time(row[12]))
+                params.append(row[13])
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES {', '.join([one] * len(chunk))} "
+                'ON CONFLICT ("neuron_id", "message_id") DO NOTHING RETURNING "message_id"',
+                params,
+            )
+            stored.extend(_stored_event(by_id[message_id]) for (message_id,) in cursor.fetchall())
+    return stored
+
+
+def _session_count(*, session: UserSession, stored: list[StoredEvent], alive: bool, now: datetime) -> None:
+    """Counters, last activity and engagement score, in the ingest transaction."""
+    if not stored and not alive:
+        return
+    page_views = sum(1 for e in stored if e.event_type in PAGE_VIEW_TYPES)
+    conversions = sum(1 for e in stored if e.event_type in CONVERSION_TYPES)
+    session.event_count += len(stored)
+    session.page_view_count += page_views
+    session.conversion_count += conversions
+    session.interaction_count += len(stored) - page_views - conversions
+    fields = ["event_count", "page_view_count", "conversion_count", "interaction_count", "engagement_score"]
+    if alive:
+        # Events are activity: they extend the idle timeout like a heartbeat. Late
+        # events inside the grace window do not reopen an ended session.
+        session.last_activity_at = max(session.last_activity_at, now)
+        session.expires_at = session_expiry(started_at=session.started_at, last_activity_at=session.last_activity_at)
+        fields += ["last_activity_at", "expires_at"]
+    session.engagement_score = engagement_score(
+        duration=session.last_activity_at - session.started_at,
+        page_views=session.page_view_count,
+        interactions=session.interaction_count,
+        conversions=session.conversion_count,
+    )
+    UserSession.objects.filter(pk=session.pk).update(**{name: getattr(session, name) for name in fields})
+
+
+def events_stored(*, session: UserSession, events: list[StoredEvent]) -> None:
+    """Everything that follows newly stored events, inside the ingest transaction.
+
+    The single place for consumers of new events (interest vectors, segments): a hook
+    called here commits or rolls back with the events. Duplicates never reach it.
+    Live counters are published only after commit, so they never count a rolled-back event.
+    """
+    if not events:
+        return
+    neuron_id = session.neuron_id
+    session_key = str(session.public_id)
+    types = Counter(e.event_type for e in events)
+    transaction.on_commit(lambda: live_record_events(neuron_id=neuron_id, event_types=types, session_key=session_key))
+
+
+def _count_anonymously(*, session: UserSession, events: list[EventIn], received_at: datetime) -> None:
+    """No analytics consent: one upsert of per-day aggregates by path, device type and
+    country. No event row, no session counter, nothing that tells visitors apart."""
+    buckets: Counter[tuple[str, bool]] = Counter()
+    for event in events:
+        buckets[(event.page_path[:1024], event.is_page_view)] += 1
+    merged: dict[str, list[int]] = {}
+    for (path, is_view), count in buckets.items():
+        totals = merged.setdefault(path, [0, 0])
+        totals[0] += count if is_view else 0
+        totals[1] += count
+    day = received_at.date().isoformat()
+    table = AnonymousTrafficCount._meta.db_table
+    values = []
+    params: list = []
+    for path, (views, count) in merged.items():
+        values.append("(%s, %s, %s, %s, %s, %s, %s)")
+        params += [session.neuron_id, day, path, session.device_type, session.country, views, count]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (neuron_id, day, path, device_type, country, page_views, events) "
+            f"VALUES {', '.join(values)} "
+            "ON CONFLICT (neuron_id, day, path, device_type, country) DO UPDATE SET "
+            f"page_views = {table}.page_views + excluded.page_views, events = {table}.events + excluded.events",
+            params,
+        )

@@ -1,0 +1,136 @@
+"""Live counters: what ingestion records, what the dashboard reads, and Redis outages."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import pytest
+
+from sessions_app import live
+from sessions_app.live import live_record_events, live_reset_backoff, live_snapshot
+from sessions_app.models import BehaviorEvent
+from tests.sessions_app.factories import UserSessionFactory
+from tests.sessions_app.test_events_apis import bearer, events_url, page_view
+
+
+@pytest.fixture(autouse=True)
+def _fresh_backoff():
+    live_reset_backoff()
+    yield
+    live_reset_backoff()
+
+
+def dead_redis_url() -> str:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def test_recorded_events_show_in_the_snapshot_of_their_neuron_and_of_all():
+    """Counts by type, page views, conversions, anonymous counts and active sessions add up."""
+    live_record_events(neuron_id=1, event_types={"page_view": 3, "click": 2}, session_key="s1")
+    live_record_events(neuron_id=1, event_types={"conversion": 1}, session_key="s2")
+    live_record_events(neuron_id=1, event_types={"page_view": 1}, session_key="s1")
+    live_record_events(neuron_id=2, event_types={"click": 4}, session_key="s3", anonymous=0)
+    live_record_events(neuron_id=2, event_types={}, anonymous=5)
+
+    one = live_snapshot(neuron_id=1)
+    assert one["available"] is True
+    assert (one["events"], one["pageViews"], one["conversions"], one["anonymous"]) == (7, 4, 1, 0)
+    assert one["byType"] == {"page_view": 4, "click": 2, "conversion": 1}
+    assert one["activeSessions"] == 2
+    assert one["perMinute"][-1]["events"] == 7
+    assert len(one["perMinute"]) == 30
+
+    everything = live_snapshot()
+    assert (everything["events"], everything["anonymous"], everything["activeSessions"]) == (11, 5, 3)
+
+
+def test_snapshot_of_a_quiet_neuron_is_all_zeros():
+    """No traffic: zeros, an empty breakdown, and a full series of empty minutes."""
+    snap = live_snapshot(neuron_id=99, window_minutes=1, series_minutes=3)
+    assert (snap["events"], snap["activeSessions"], snap["byType"]) == (0, 0, {})
+    assert [m["events"] for m in snap["perMinute"]] == [0, 0, 0]
+
+
+@pytest.mark.django_db
+def test_ingested_events_reach_the_live_counters_after_commit(django_capture_on_commit_callbacks):
+    """A stored batch is counted once its transaction commits; a duplicate resend adds nothing."""
+    session = UserSessionFactory(factory_token="live-token-" + "0" * 40)
+    client = bearer("live-token-" + "0" * 40)
+    batch = {"events": [page_view(messageId="a"), {"eventType": "click", "messageId": "b"}]}
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(events_url(session.public_id), batch, format="json")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(events_url(session.public_id), batch, format="json")
+    snap = live_snapshot(neuron_id=session.neuron_id)
+    assert (snap["events"], snap["pageViews"], snap["activeSessions"]) == (2, 1, 1)
+
+
+@pytest.mark.django_db
+def test_anonymous_counts_reach_the_live_counters_without_a_session(django_capture_on_commit_callbacks):
+    """Without analytics consent the live counters see a count, not a visitor."""
+    session = UserSessionFactory(factory_token="anon-token-" + "0" * 40, consent={"analytics": False})
+    with django_capture_on_commit_callbacks(execute=True):
+        bearer("anon-token-" + "0" * 40).post(events_url(session.public_id), page_view(), format="json")
+    snap = live_snapshot(neuron_id=session.neuron_id)
+    assert (snap["events"], snap["anonymous"], snap["activeSessions"]) == (0, 1, 0)
+
+
+@pytest.mark.django_db
+def test_ingestion_with_redis_down_stores_every_event_and_answers_200(settings, django_capture_on_commit_callbacks):
+    """Redis unreachable: the request succeeds, the events are committed, live counters are skipped."""
+    dead = dead_redis_url()
+    settings.REDIS_URL = dead
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": dead,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    session = UserSessionFactory(factory_token="down-token-" + "0" * 40)
+    client = bearer("down-token-" + "0" * 40)
+    for i in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(
+                events_url(session.public_id),
+                {"events": [page_view(messageId=f"{i}-{j}") for j in range(10)]},
+                format="json",
+            )
+        assert response.status_code == 200, response.content
+        assert response.json()["stored"] == 10
+    assert BehaviorEvent.objects.filter(session=session).count() == 30
+    session.refresh_from_db()
+    assert session.event_count == 30
+    assert live_snapshot(neuron_id=session.neuron_id)["available"] is False
+
+
+def test_after_a_failure_redis_is_not_tried_again_during_the_backoff(settings, monkeypatch):
+    """One failed round trip per backoff period, not one per request."""
+    settings.REDIS_URL = dead_redis_url()
+    settings.LIVE_COUNTER_BACKOFF_SECONDS = 60
+    attempts = []
+    real = live._redis
+
+    def counting():
+        attempts.append(1)
+        return real()
+
+    monkeypatch.setattr(live, "_redis", counting)
+    for _ in range(5):
+        live_record_events(neuron_id=1, event_types={"click": 1}, session_key=str(uuid.uuid4()))
+    assert len(attempts) == 1
+    live_reset_backoff()
+    live_record_events(neuron_id=1, event_types={"click": 1})
+    assert len(attempts) == 2
+
+
+def test_live_record_events_never_raises_on_bad_input():
+    """Even a broken call is swallowed, and it does not pass for a cache outage."""
+    live_record_events(neuron_id=1, event_types={"click": "many"})  # type: ignore[dict-item]
+    live_record_events(neuron_id=1, event_types={"click": 1})
+    assert live_snapshot(neuron_id=1)["events"] == 1
