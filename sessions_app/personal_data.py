@@ -40,6 +40,22 @@ PERSONAL_DATA = [
         description="Device fingerprints, stored only with fingerprinting consent.",
     ),
     PersonalData(
+        model="sessions_app.ProfileAlias",
+        links={"profiles": "profile"},
+        encrypted=("identifier_encrypted",),
+        unlinked={
+            "identifier_hash": "an alias is the subject's through its profile (privacy.subjects resolves "
+            "aliased identifiers into the scope's profiles)"
+        },
+        description="Earlier identifiers (anonymous ids, old user ids) tied to the profile by alias calls.",
+    ),
+    PersonalData(
+        model="sessions_app.ProfileMerge",
+        links={"profiles": ("source", "target")},
+        unlinked={"bridge": "the link that caused the merge is erased through its own profiles and sessions"},
+        description="The record of merges of the subject's profiles (what moved where), kept to undo them.",
+    ),
+    PersonalData(
         model="sessions_app.GlobalUserProfile",
         links={"profiles": ("pk", "merged_into"), "user_id_hashes": "user_id_hash"},
         encrypted=("user_id_encrypted",),
