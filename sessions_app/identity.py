@@ -141,8 +141,9 @@ def _lock_profiles(*pks: int) -> dict[int, GlobalUserProfile]:
     return {p.pk: p for p in rows}
 
 
-def _lock_resolved(a: GlobalUserProfile, b: GlobalUserProfile) -> tuple[GlobalUserProfile, GlobalUserProfile]:
-    """Lock the survivors of a and b. A concurrent merge may move either while we wait: retry then."""
+def profiles_lock_resolved(a: GlobalUserProfile, b: GlobalUserProfile) -> tuple[GlobalUserProfile, GlobalUserProfile]:
+    """Lock the survivors of a and b (in this order). A concurrent merge may move either while we
+    wait: retry then. Call inside a transaction."""
     for _ in range(5):
         ra, rb = profile_resolve(_fresh(a)), profile_resolve(_fresh(b))
         locked = _lock_profiles(ra.pk, rb.pk)
@@ -187,7 +188,7 @@ def profile_merge(
     with different user ids raise Conflict, unless `allow_identified` (an alias
     that names the earlier user id explicitly, not a shared device)."""
     now = now or timezone.now()
-    a, b = _lock_resolved(source, target)
+    a, b = profiles_lock_resolved(source, target)
     if a.pk == b.pk:
         return None
     if not allow_identified and not profiles_may_merge(a, b):

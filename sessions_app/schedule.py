@@ -16,4 +16,9 @@ def periodic_jobs() -> list[dict]:
             "task": "sessions_app.tasks.expire_idle_sessions",
             "every_seconds": settings.SESSION_EXPIRY_SWEEP_SECONDS,
         },
+        {
+            "name": "identity: score cross-device links",
+            "task": "sessions_app.tasks.link_sweep",
+            "every_seconds": settings.IDENTITY_LINK_SWEEP_SECONDS,
+        },
     ]

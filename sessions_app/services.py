@@ -19,6 +19,7 @@ from federation.models import Neuron
 from privacy.consent import consent_resolve, has_consent
 from sessions_app.enrichment import RequestMeta
 from sessions_app.identity import profile_identify
+from sessions_app.linking import identity_forget_fingerprints, identity_link_enqueue
 from sessions_app.models import DeviceFingerprint, EndReason, GlobalUserProfile, UserSession
 from sessions_app.selectors import session_get_by_token
 
@@ -185,6 +186,8 @@ def session_create(
         profile=profile,
         now=now,
     )
+    if fp is not None:
+        identity_link_enqueue(session=session)
     return SessionResult(session, token, restored=False)
 
 
@@ -234,18 +237,22 @@ def session_update(
 
     if consent is not None or (request_meta and request_meta.gpc):
         gpc = bool(request_meta and request_meta.gpc)
+        had_fingerprinting = has_consent(session.consent, "fingerprinting")
         session.consent = consent_resolve(given=consent, previous=session.consent, gpc=gpc)
         session.gpc = session.gpc or gpc
         fields |= {"consent", "gpc"}
-        if not has_consent(session.consent, "fingerprinting") and session.fingerprint_id:
-            session.fingerprint = None
-            fields.add("fingerprint")
+        if not has_consent(session.consent, "fingerprinting") and (had_fingerprinting or session.fingerprint_id):
+            # Withdrawal: the device's fingerprints and the probabilistic links resting on them go,
+            # merges they caused are undone (which may move this session back to its own profile).
+            identity_forget_fingerprints(session=session)
+            session.refresh_from_db(fields=["profile", "fingerprint"])
 
     if fingerprint is not None:
         fp = _fingerprint_store(neuron=session.neuron, fingerprint=fingerprint, consent=session.consent, now=now)
         if fp is not None:
             session.fingerprint = fp
             fields.add("fingerprint")
+            identity_link_enqueue(session=session)
 
     if user_id is not None:
         if profile_identify(session=session, user_id=user_id, now=now):
