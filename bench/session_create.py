@@ -1,0 +1,88 @@
+"""Session creation throughput and latency against a bare Django JSON view, measured in one run.
+
+    python bench/session_create.py [--seconds 10] [--rate 200] [--concurrency 16] [--server uvicorn|gunicorn]
+
+Starts the server on loopback (PostgreSQL when DATABASE_URL is set, SQLite otherwise),
+then for each of the bare view (`/bench/bare`) and `POST /api/sessions/create`:
+a fixed-rate run (open loop, default 200 req/s) and a flat-out run. Prints req/s,
+p50/p99 and our rate as a fraction of the bare view's. Target: create p99 < 100 ms at 200 req/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import Server, bench_env, fixed_rate, flat_out, manage  # noqa: E402
+
+UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--server", choices=["uvicorn", "gunicorn"], default="uvicorn")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--port", type=int, default=8191)
+    args = parser.parse_args()
+
+    env = bench_env()
+    if env.get("DATABASE_URL") and args.server == "uvicorn":
+        # Under ASGI each request thread would hold its own persistent connection; share a pool.
+        env.setdefault("DATABASE_POOL", "1")
+    if not env.get("DATABASE_URL"):
+        env["SQLITE_PATH"] = str(Path(__file__).resolve().parent.parent / "bench-sessions.sqlite3")
+    manage("migrate", "--noinput", env=env)
+    slug = f"bench-{os.getpid()}"
+    key = json.loads(manage("create_neuron", slug, "--name", "Benchmark", env=env))["publishableKey"]
+    body = {"consent": {"analytics": True}, "landingPage": "/pricing", "utm": {"source": "bench"}}
+    headers = {"X-Site-Key": key, "User-Agent": UA, "Content-Type": "application/json"}
+    payload = json.dumps(body)
+
+    def create(client):
+        return client.post("/api/sessions/create", content=payload, headers=headers)
+
+    def bare(client):
+        return client.get("/bench/bare")
+
+    database = "PostgreSQL" if env.get("DATABASE_URL") else "SQLite"
+    print(f"server: {args.server} x{args.workers}, database: {database}, {args.seconds:.0f}s per run")
+    with Server(args.server, args.port, env, workers=args.workers) as server:
+        runs = []
+        for label, make, ok in (("bare Django JSON view", bare, {200}), ("POST /api/sessions/create", create, {201})):
+            asyncio.run(fixed_rate("warm-up", server.url, make, rate=50, seconds=1, ok=ok))
+            fixed = asyncio.run(
+                fixed_rate(
+                    f"{label} @ {args.rate:.0f}/s", server.url, make, rate=args.rate, seconds=args.seconds, ok=ok
+                )
+            )
+            flat = asyncio.run(
+                flat_out(
+                    f"{label} flat out (c={args.concurrency})",
+                    server.url,
+                    make,
+                    concurrency=args.concurrency,
+                    seconds=args.seconds,
+                    ok=ok,
+                )
+            )
+            runs.append((fixed, flat))
+    for fixed, flat in runs:
+        print(fixed.line())
+        print(flat.line())
+    (bare_fixed, bare_flat), (create_fixed, create_flat) = runs
+    print(f"create / bare flat-out rate: {create_flat.rate / bare_flat.rate:.2f}")
+    verdict = "meets" if create_fixed.pct(99) < 100 and create_fixed.errors == 0 else "MISSES"
+    print(f"target p99 < 100 ms at {args.rate:.0f}/s: {verdict} ({create_fixed.pct(99):.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()
