@@ -1,7 +1,19 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
+import orjson
+from django.contrib import admin, messages
+from django.utils.html import format_html, format_html_join
+
+from config.api.errors import ApplicationError
+from sessions_app.identity import bridge_accept, bridge_reject, profile_split
+from sessions_app.identity_selectors import (
+    bridge_list_for_profile,
+    profile_devices,
+    profile_merges,
+    profile_sessions,
+)
 from sessions_app.models import BehaviorEvent, DeviceFingerprint, GlobalUserProfile, SessionBridge, UserSession
 from sessions_app.services import session_end
 
@@ -91,8 +103,33 @@ class BehaviorEventAdmin(ReadOnlyAdmin):
     raw_id_fields = ["session", "profile"]
 
 
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    if not rows:
+        return "—"
+    head = format_html_join("", "<th>{}</th>", ((h,) for h in headers))
+    body = format_html_join(
+        "", "<tr>{}</tr>", ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows)
+    )
+    return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
+
+
+def _run_service(modeladmin, request, objects, service, verb: str) -> None:
+    """Apply an identity service to each selected row; a refused one is reported, not a 500."""
+    done = 0
+    for obj in objects:
+        try:
+            service(obj)
+            done += 1
+        except ApplicationError as exc:
+            modeladmin.message_user(request, f"{obj}: {exc.detail}", level=messages.WARNING)
+    if done:
+        modeladmin.message_user(request, f"{verb} {done} item(s).")
+
+
 @admin.register(GlobalUserProfile)
 class GlobalUserProfileAdmin(admin.ModelAdmin):
+    """A person across devices: linked devices, sessions, links with their evidence, merges."""
+
     list_display = ["public_id", "neuron", "is_identified", "first_seen_at", "last_seen_at", "merged_into"]
     list_filter = ["neuron", "first_seen_at"]
     search_fields = ["public_id"]
@@ -100,7 +137,20 @@ class GlobalUserProfileAdmin(admin.ModelAdmin):
     list_select_related = ["neuron", "merged_into"]
     raw_id_fields = ["merged_into"]
     exclude = ["user_id_hash", "user_id_encrypted"]
-    readonly_fields = ["public_id", "neuron", "first_seen_at", "last_seen_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "public_id",
+        "neuron",
+        "merged_into",
+        "first_seen_at",
+        "last_seen_at",
+        "created_at",
+        "updated_at",
+        "linked_devices",
+        "recent_sessions",
+        "links",
+        "merge_history",
+    ]
+    actions = ["split_profiles"]
 
     def has_add_permission(self, request):
         return False
@@ -108,6 +158,63 @@ class GlobalUserProfileAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="Identified")
     def is_identified(self, obj):
         return obj.is_identified
+
+    @admin.display(description="Linked devices")
+    def linked_devices(self, obj):
+        devices = profile_devices(profile=obj)
+        return _table(
+            ["Anonymous id", "Type", "Browser", "OS", "Last seen", "Sessions"],
+            [[d.anonymous_id, d.device_type, d.browser, d.os, d.last_seen_at, d.session_count] for d in devices],
+        )
+
+    @admin.display(description="Sessions (latest 50)")
+    def recent_sessions(self, obj):
+        return _table(
+            ["Session", "Device", "Country", "Started", "Last activity", "Events"],
+            [
+                [
+                    s.public_id,
+                    f"{s.device_type} {s.browser} / {s.os}",
+                    s.country,
+                    s.started_at,
+                    s.last_activity_at,
+                    s.event_count,
+                ]
+                for s in profile_sessions(profile=obj)
+            ],
+        )
+
+    @admin.display(description="Links (confidence and evidence)")
+    def links(self, obj):
+        return _table(
+            ["Link", "Method", "Status", "Confidence", "From", "To", "Evidence"],
+            [
+                [
+                    b.pk,
+                    b.method,
+                    b.status,
+                    f"{b.confidence:.3f}",
+                    b.from_profile.public_id if b.from_profile else "—",
+                    b.to_profile.public_id if b.to_profile else "—",
+                    orjson.dumps(b.evidence, option=orjson.OPT_SORT_KEYS).decode(),
+                ]
+                for b in bridge_list_for_profile(profile=obj)[:100]
+            ],
+        )
+
+    @admin.display(description="Merges into this profile")
+    def merge_history(self, obj):
+        return _table(
+            ["Merge", "Absorbed profile", "Method", "Merged", "Undone"],
+            [
+                [m.pk, m.source.public_id, m.method, m.merged_at, m.undone_at or "—"]
+                for m in profile_merges(profile=obj)
+            ],
+        )
+
+    @admin.action(description="Split the selected profiles back into their parts (undo their merges)")
+    def split_profiles(self, request, queryset):
+        _run_service(self, request, queryset, lambda p: profile_split(profile=p, actor=request.user), "Split")
 
 
 @admin.register(DeviceFingerprint)
@@ -125,3 +232,12 @@ class SessionBridgeAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["neuron", "from_profile", "to_profile"]
     raw_id_fields = ["from_session", "to_session", "from_profile", "to_profile"]
+    actions = ["accept_links", "reject_links"]
+
+    @admin.action(description="Accept the selected links (merge their profiles)")
+    def accept_links(self, request, queryset):
+        _run_service(self, request, queryset, lambda b: bridge_accept(bridge=b, actor=request.user), "Accepted")
+
+    @admin.action(description="Reject the selected links (undo their merges)")
+    def reject_links(self, request, queryset):
+        _run_service(self, request, queryset, lambda b: bridge_reject(bridge=b, actor=request.user), "Rejected")

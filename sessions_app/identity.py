@@ -23,7 +23,9 @@ from django.utils import timezone
 
 from config.api.errors import Conflict, ValidationFailed
 from federation.models import Neuron
+from privacy.audit import actor_label
 from privacy.crypto import encrypt, identifier_hash
+from privacy.services import audit_log
 from sessions_app.models import (
     BehaviorEvent,
     BridgeMethod,
@@ -331,11 +333,11 @@ def profile_merge_undo(*, merge: ProfileMerge, actor: str, now: datetime | None 
 
 @transaction.atomic
 def profile_split(
-    *, profile: GlobalUserProfile, actor: str, merge: ProfileMerge | None = None, now: datetime | None = None
+    *, profile: GlobalUserProfile, actor: Any, merge: ProfileMerge | None = None, now: datetime | None = None
 ) -> list[ProfileMerge]:
     """Split a profile back into its parts: undo one of its merges, or all of them, newest first.
 
-    Raises Conflict when the profile has no merge left to undo.
+    An operator action: audited. Raises Conflict when the profile has no merge left to undo.
     """
     now = now or timezone.now()
     if merge is not None:
@@ -346,7 +348,99 @@ def profile_split(
         merges = list(ProfileMerge.objects.filter(target=profile, undone_at__isnull=True).order_by("-merged_at", "-pk"))
     if not merges or any(m.undone_at for m in merges):
         raise Conflict("This profile has no merge to undo.")
-    return [profile_merge_undo(merge=m, actor=actor, now=now) for m in merges]
+    label = actor_label(actor)
+    undone = [profile_merge_undo(merge=m, actor=label, now=now) for m in merges]
+    audit_log(
+        actor=actor,
+        action="identity.profile.split",
+        subject=f"profile:{profile.public_id}",
+        details={
+            "merges": [m.pk for m in undone],
+            "restoredProfiles": [
+                str(p)
+                for p in GlobalUserProfile.objects.filter(pk__in=[m.source_id for m in undone]).values_list(
+                    "public_id", flat=True
+                )
+            ],
+        },
+    )
+    return undone
+
+
+@transaction.atomic
+def bridge_accept(*, bridge: SessionBridge, actor: Any, now: datetime | None = None) -> SessionBridge:
+    """An operator confirms a suggested (or earlier rejected) link: the two profiles merge. Audited.
+
+    Conflict when the link is already merged, its profiles are already one, or they carry
+    different user ids (the veto holds for operators too).
+    """
+    now = now or timezone.now()
+    bridge = SessionBridge.objects.select_for_update().get(pk=bridge.pk)
+    if bridge.status == BridgeStatus.MERGED:
+        raise Conflict("This link is already merged.")
+    if bridge.from_profile_id is None or bridge.to_profile_id is None:
+        raise Conflict("This link has no profiles to merge.")
+    source = profile_resolve(_fresh(bridge.from_profile))
+    target = profile_resolve(_fresh(bridge.to_profile))
+    if source.pk == target.pk:
+        raise Conflict("Both sides already belong to one profile.")
+    if not profiles_may_merge(source, target):
+        raise Conflict("Profiles identified with different user ids are never merged.")
+    previous = bridge.status
+    evidence = {**(bridge.evidence or {}), "acceptedBy": actor_label(actor), "acceptedAt": now.isoformat()}
+    profile_merge(
+        source=source,
+        target=target,
+        method=bridge.method,
+        confidence=bridge.confidence,
+        evidence=evidence,
+        bridge=bridge,
+        actor=actor_label(actor),
+        now=now,
+    )
+    audit_log(
+        actor=actor,
+        action="identity.link.accept",
+        subject=f"bridge:{bridge.pk}",
+        details={
+            "method": bridge.method,
+            "confidence": bridge.confidence,
+            "previousStatus": previous,
+            "sourceProfile": str(source.public_id),
+            "targetProfile": str(target.public_id),
+        },
+    )
+    bridge.refresh_from_db()
+    return bridge
+
+
+@transaction.atomic
+def bridge_reject(*, bridge: SessionBridge, actor: Any, now: datetime | None = None) -> SessionBridge:
+    """An operator says a link is wrong. A merged link is undone (split); the pair is never
+    re-linked automatically. Audited. Conflict when it is already rejected."""
+    now = now or timezone.now()
+    bridge = SessionBridge.objects.select_for_update().get(pk=bridge.pk)
+    if bridge.status == BridgeStatus.REJECTED:
+        raise Conflict("This link is already rejected.")
+    previous = bridge.status
+    undone = []
+    if bridge.status == BridgeStatus.MERGED:
+        for merge in ProfileMerge.objects.filter(bridge=bridge, undone_at__isnull=True).order_by("-merged_at"):
+            undone.append(profile_merge_undo(merge=merge, actor=actor_label(actor), now=now).pk)
+    SessionBridge.objects.filter(pk=bridge.pk).update(status=BridgeStatus.REJECTED, decided_at=now)
+    audit_log(
+        actor=actor,
+        action="identity.link.reject",
+        subject=f"bridge:{bridge.pk}",
+        details={
+            "method": bridge.method,
+            "confidence": bridge.confidence,
+            "previousStatus": previous,
+            "undoneMerges": undone,
+        },
+    )
+    bridge.refresh_from_db()
+    return bridge
 
 
 # --- identify and alias --------------------------------------------------------------------------
