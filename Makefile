@@ -20,7 +20,7 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py setup_periodic_tasks
 	$(PY) manage.py seed_demo
-	$(VENV)/bin/uvicorn config.asgi:application --host 127.0.0.1 --port 8000 --no-access-log
+	$(VENV)/bin/uvicorn config.asgi:application --host 127.0.0.1 --port 8000 --no-access-log --lifespan off
 
 ## make test: venv, install, lint, the whole suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
 test: install
