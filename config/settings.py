@@ -137,6 +137,7 @@ INSTALLED_APPS = [
     "federation",
     "sessions_app",
     "privacy",
+    "personalization",
 ]
 
 MIDDLEWARE = [
@@ -398,6 +399,22 @@ IDENTITY_NETWORK_MAX_PROFILES = env_int("IDENTITY_NETWORK_MAX_PROFILES", 6)
 IDENTITY_LINK_SWEEP_SECONDS = env_int("IDENTITY_LINK_SWEEP_SECONDS", 300)
 if not 0 < IDENTITY_SUGGEST_THRESHOLD <= IDENTITY_MERGE_THRESHOLD <= 1:
     raise ImproperlyConfigured("need 0 < IDENTITY_SUGGEST_THRESHOLD <= IDENTITY_MERGE_THRESHOLD <= 1")
+
+# Personalization. An event's contribution to an interest weight halves every
+# half-life: a week by default, so last month's browsing fades but does not vanish.
+PERSONALIZATION_INTEREST_HALF_LIFE = timedelta(
+    seconds=env_int("PERSONALIZATION_INTEREST_HALF_LIFE_SECONDS", 7 * 24 * 3600)
+)
+# Categories kept per vector (the weakest are dropped beyond it).
+PERSONALIZATION_MAX_CATEGORIES = env_int("PERSONALIZATION_MAX_CATEGORIES", 64)
+# Sessions active within this window are evaluated when segments are materialized.
+PERSONALIZATION_SEGMENT_WINDOW = timedelta(days=env_int("PERSONALIZATION_SEGMENT_WINDOW_DAYS", 30))
+PERSONALIZATION_SEGMENT_REFRESH_SECONDS = env_int("PERSONALIZATION_SEGMENT_REFRESH_SECONDS", 15 * 60)
+PERSONALIZATION_ARCHETYPE_REFRESH_SECONDS = env_int("PERSONALIZATION_ARCHETYPE_REFRESH_SECONDS", 6 * 3600)
+PERSONALIZATION_ARCHETYPE_MAX_K = env_int("PERSONALIZATION_ARCHETYPE_MAX_K", 8)
+# Item co-occurrence is learned from this much history and refreshed this often.
+PERSONALIZATION_RECOMMEND_WINDOW = timedelta(days=env_int("PERSONALIZATION_RECOMMEND_WINDOW_DAYS", 90))
+PERSONALIZATION_RECOMMEND_REFRESH_SECONDS = env_int("PERSONALIZATION_RECOMMEND_REFRESH_SECONDS", 3600)
 
 
 # ---------------------------------------------------------------------------

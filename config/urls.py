@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/sessions/", include("sessions_app.urls")),
+    path("api/personalization/", include("personalization.urls")),
     # Anything else under the API prefixes is a problem-details 404, even with DEBUG on.
     re_path(r"^(api|v1)/", views.not_found),
 ]

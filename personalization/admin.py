@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+
+from config.api.errors import ValidationFailed
+from personalization.content import targeting_validate
+from personalization.models import (
+    Archetype,
+    CategoryRule,
+    ContentSlot,
+    ContentVariant,
+    ItemNeighbour,
+    ItemPopularity,
+    ProfileInterest,
+    Segment,
+    SessionInterest,
+)
+from personalization.rules import rule_validate
+from personalization.tasks import compute_archetypes, compute_recommendations, materialize_segments
+
+
+def _form_errors(exc: ValidationFailed) -> forms.ValidationError:
+    return forms.ValidationError(
+        [f"{path}: {message}" for path, messages in exc.errors.items() for message in messages]
+    )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by the services and jobs."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class SegmentForm(forms.ModelForm):
+    class Meta:
+        model = Segment
+        fields = ["neuron", "slug", "name", "description", "rule", "is_active"]
+
+    def clean_rule(self):
+        rule = self.cleaned_data["rule"]
+        try:
+            rule_validate(rule)
+        except ValidationFailed as exc:
+            raise _form_errors(exc) from exc
+        return rule
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    form = SegmentForm
+    list_display = ["slug", "name", "neuron", "is_active", "size", "materialized_at"]
+    list_filter = ["neuron", "is_active"]
+    search_fields = ["slug", "name"]
+    list_select_related = ["neuron"]
+    readonly_fields = ["size", "materialized_at", "created_at", "updated_at"]
+    actions = ["materialize"]
+
+    @admin.action(description="Materialize the lists of these segments' sites now")
+    def materialize(self, request, queryset):
+        neuron_ids = sorted(set(queryset.values_list("neuron_id", flat=True)))
+        for neuron_id in neuron_ids:
+            materialize_segments.delay(neuron_id)
+        self.message_user(request, f"Queued materialization for {len(neuron_ids)} site(s).")
+
+
+@admin.register(Archetype)
+class ArchetypeAdmin(ReadOnlyAdmin):
+    list_display = ["label", "key", "neuron", "size", "silhouette", "computed_at"]
+    list_filter = ["neuron"]
+    list_select_related = ["neuron"]
+    actions = ["recompute"]
+
+    @admin.action(description="Recompute the archetypes of these sites now")
+    def recompute(self, request, queryset):
+        neuron_ids = sorted(set(queryset.values_list("neuron_id", flat=True)))
+        for neuron_id in neuron_ids:
+            compute_archetypes.delay(neuron_id)
+        self.message_user(request, f"Queued archetype clustering for {len(neuron_ids)} site(s).")
+
+
+class ContentVariantForm(forms.ModelForm):
+    class Meta:
+        model = ContentVariant
+        fields = ["key", "content", "targeting", "priority", "is_default", "is_active"]
+
+    def clean_targeting(self):
+        targeting = self.cleaned_data["targeting"] or {}
+        try:
+            targeting_validate(targeting)
+        except ValidationFailed as exc:
+            raise _form_errors(exc) from exc
+        return targeting
+
+
+class ContentVariantInline(admin.StackedInline):
+    model = ContentVariant
+    form = ContentVariantForm
+    extra = 0
+
+
+@admin.register(ContentSlot)
+class ContentSlotAdmin(admin.ModelAdmin):
+    list_display = ["key", "neuron", "description"]
+    list_filter = ["neuron"]
+    search_fields = ["key", "description"]
+    list_select_related = ["neuron"]
+    inlines = [ContentVariantInline]
+
+
+@admin.register(CategoryRule)
+class CategoryRuleAdmin(admin.ModelAdmin):
+    list_display = ["path_prefix", "category", "neuron"]
+    list_filter = ["neuron"]
+    search_fields = ["path_prefix", "category"]
+    list_select_related = ["neuron"]
+
+
+@admin.register(ProfileInterest)
+class ProfileInterestAdmin(ReadOnlyAdmin):
+    list_display = ["profile", "event_count", "engagement_score", "session_count", "as_of"]
+    raw_id_fields = ["profile"]
+
+
+@admin.register(SessionInterest)
+class SessionInterestAdmin(ReadOnlyAdmin):
+    list_display = ["session", "event_count", "as_of"]
+    raw_id_fields = ["session"]
+
+
+@admin.register(ItemPopularity)
+class ItemPopularityAdmin(ReadOnlyAdmin):
+    list_display = ["item", "kind", "visitors", "neuron", "computed_at"]
+    list_filter = ["neuron", "kind"]
+    search_fields = ["item"]
+    actions = ["relearn"]
+
+    @admin.action(description="Relearn co-occurrence for these sites now")
+    def relearn(self, request, queryset):
+        neuron_ids = sorted(set(queryset.values_list("neuron_id", flat=True)))
+        for neuron_id in neuron_ids:
+            compute_recommendations.delay(neuron_id)
+        self.message_user(request, f"Queued co-occurrence learning for {len(neuron_ids)} site(s).")
+
+
+@admin.register(ItemNeighbour)
+class ItemNeighbourAdmin(ReadOnlyAdmin):
+    list_display = ["item", "neighbour", "kind", "score", "together", "neuron"]
+    list_filter = ["neuron", "kind"]
+    search_fields = ["item", "neighbour"]

@@ -1,0 +1,247 @@
+"""Interest vectors, profile engagement and segments, through the services."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from config.api.errors import Conflict, ValidationFailed
+from personalization.models import CategoryRule, ProfileInterest, Segment, SegmentMembership, SessionInterest
+from personalization.selectors import interests_for_session, segments_for_session
+from personalization.services import (
+    interest_forget,
+    interest_profile_recompute,
+    interest_session_recompute,
+    interest_update_from_events,
+    profile_engagement,
+    segment_create,
+    segment_update,
+    segments_materialize,
+)
+from tests.federation.factories import NeuronFactory
+from tests.personalization.factories import SegmentFactory
+from tests.sessions_app.factories import BehaviorEventFactory, GlobalUserProfileFactory, UserSessionFactory
+
+pytestmark = pytest.mark.django_db
+
+NO_PERSONALIZATION = {"analytics": True, "personalization": False}
+
+
+def view(session, path, *, at=None, **kwargs):
+    at = at or timezone.now()
+    return BehaviorEventFactory(session=session, page_path=path, timestamp=at, received_at=at, **kwargs)
+
+
+def test_events_update_the_session_and_profile_vectors():
+    """Stored events raise the weights of their categories on the session and on its profile."""
+    profile = GlobalUserProfileFactory()
+    session = UserSessionFactory(neuron=profile.neuron, profile=profile)
+    events = [view(session, "/shoes/a"), view(session, "/shoes/b"), view(session, "/hats/c")]
+    assert interest_update_from_events(session=session, events=events) is True
+    weights = SessionInterest.objects.get(session=session).weights
+    assert weights["shoes"] == pytest.approx(2.0, rel=1e-3) and weights["hats"] == pytest.approx(1.0, rel=1e-3)
+    profile_row = ProfileInterest.objects.get(profile=profile)
+    assert profile_row.weights == pytest.approx(weights)
+    assert profile_row.event_count == 3
+
+
+def test_no_vector_without_personalization_consent():
+    """Without personalization consent no interest profile is built."""
+    session = UserSessionFactory(consent=NO_PERSONALIZATION)
+    assert interest_update_from_events(session=session, events=[view(session, "/shoes")]) is False
+    assert not SessionInterest.objects.exists()
+
+
+def test_second_batch_already_reflects_the_first():
+    """Each update reads what the previous one wrote, decayed to the new event."""
+    session = UserSessionFactory()
+    now = timezone.now()
+    interest_update_from_events(session=session, events=[view(session, "/shoes", at=now - timedelta(days=7))])
+    interest_update_from_events(session=session, events=[view(session, "/shoes", at=now)])
+    assert SessionInterest.objects.get(session=session).weights["shoes"] == pytest.approx(1.5, rel=1e-3)
+
+
+def test_incremental_vector_equals_recomputation_from_events():
+    """Folding batches one by one gives the same vector as rebuilding from all stored events."""
+    session = UserSessionFactory()
+    now = timezone.now()
+    batches = [
+        [view(session, "/shoes", at=now - timedelta(days=9)), view(session, "/bags", at=now - timedelta(days=2))],
+        [view(session, "/shoes", at=now - timedelta(days=4), event_type="conversion")],
+        [view(session, "/hats", at=now)],
+    ]
+    for batch in batches:
+        interest_update_from_events(session=session, events=batch)
+    incremental = SessionInterest.objects.get(session=session)
+    rebuilt = interest_session_recompute(session=session)
+    assert rebuilt.weights == pytest.approx(incremental.weights)
+    assert rebuilt.as_of == incremental.as_of
+
+
+def test_category_rules_of_the_neuron_apply():
+    """A site's path-prefix mapping names the category of its pages."""
+    session = UserSessionFactory()
+    CategoryRule.objects.create(neuron=session.neuron, path_prefix="/p/", category="products")
+    interest_update_from_events(session=session, events=[view(session, "/p/123")])
+    assert SessionInterest.objects.get(session=session).weights == {"products": pytest.approx(1.0)}
+
+
+def test_profile_vector_follows_a_merge():
+    """After sessions move to the surviving profile, recomputing gives it both people's interests."""
+    neuron = NeuronFactory()
+    keep, gone = GlobalUserProfileFactory(neuron=neuron), GlobalUserProfileFactory(neuron=neuron)
+    phone = UserSessionFactory(neuron=neuron, profile=keep)
+    laptop = UserSessionFactory(neuron=neuron, profile=gone)
+    interest_update_from_events(session=phone, events=[view(phone, "/shoes")])
+    interest_update_from_events(session=laptop, events=[view(laptop, "/hats"), view(laptop, "/hats")])
+
+    # What identity's merge does: move the sessions, point the loser at the survivor, then recompute both.
+    laptop.profile = keep
+    laptop.save(update_fields=["profile"])
+    gone.merged_into = keep
+    gone.save(update_fields=["merged_into"])
+    interest_profile_recompute(profile=keep)
+    interest_profile_recompute(profile=gone)
+
+    weights = ProfileInterest.objects.get(profile=keep).weights
+    assert weights["shoes"] == pytest.approx(1.0, rel=1e-3)
+    assert weights["hats"] == pytest.approx(2.0, rel=1e-3)
+    assert not ProfileInterest.objects.filter(profile=gone).exists()
+
+
+def test_profile_vector_follows_a_split():
+    """Sessions split off into a new profile take their interests with them."""
+    neuron = NeuronFactory()
+    original = GlobalUserProfileFactory(neuron=neuron)
+    mine = UserSessionFactory(neuron=neuron, profile=original)
+    theirs = UserSessionFactory(neuron=neuron, profile=original)
+    interest_update_from_events(session=mine, events=[view(mine, "/shoes")])
+    interest_update_from_events(session=theirs, events=[view(theirs, "/hats")])
+    assert set(ProfileInterest.objects.get(profile=original).weights) == {"shoes", "hats"}
+
+    split = GlobalUserProfileFactory(neuron=neuron)
+    theirs.profile = split
+    theirs.save(update_fields=["profile"])
+    interest_profile_recompute(profile=original)
+    interest_profile_recompute(profile=split)
+
+    assert set(ProfileInterest.objects.get(profile=original).weights) == {"shoes"}
+    assert set(ProfileInterest.objects.get(profile=split).weights) == {"hats"}
+
+
+def test_recompute_ignores_sessions_without_personalization_consent():
+    """A session that refused personalization does not feed its profile's vector on rebuild."""
+    profile = GlobalUserProfileFactory()
+    yes = UserSessionFactory(neuron=profile.neuron, profile=profile)
+    no = UserSessionFactory(neuron=profile.neuron, profile=profile, consent=NO_PERSONALIZATION)
+    view(yes, "/shoes")
+    view(no, "/hats")
+    assert set(interest_profile_recompute(profile=profile).weights) == {"shoes"}
+
+
+def test_forget_drops_the_session_vector_and_rebuilds_the_profile():
+    """Withdrawing personalization consent removes the session's contribution everywhere."""
+    profile = GlobalUserProfileFactory()
+    session = UserSessionFactory(neuron=profile.neuron, profile=profile)
+    interest_update_from_events(session=session, events=[view(session, "/shoes")])
+    session.consent = NO_PERSONALIZATION
+    session.save(update_fields=["consent"])
+    interest_forget(session=session)
+    assert not SessionInterest.objects.filter(session=session).exists()
+    assert ProfileInterest.objects.get(profile=profile).weights == {}
+
+
+def test_profile_engagement_is_a_recency_weighted_mean():
+    """A recent engaged session counts more than an old one; the result stays in 0..100."""
+    profile = GlobalUserProfileFactory()
+    now = timezone.now()
+    UserSessionFactory(neuron=profile.neuron, profile=profile, engagement_score=80.0, last_activity_at=now)
+    UserSessionFactory(
+        neuron=profile.neuron, profile=profile, engagement_score=20.0, last_activity_at=now - timedelta(days=7)
+    )
+    score, sessions = profile_engagement(profile=profile, now=now)
+    assert sessions == 2
+    assert score == pytest.approx((80 * 1 + 20 * 0.5) / 1.5, abs=0.01)
+    assert profile_engagement(profile=GlobalUserProfileFactory(), now=now) == (0.0, 0)
+
+
+def test_interests_read_back_decayed_to_now():
+    """Reading a vector a half-life later gives half the weight."""
+    session = UserSessionFactory()
+    then = timezone.now() - timedelta(days=7)
+    interest_update_from_events(session=session, events=[view(session, "/shoes", at=then)])
+    assert interests_for_session(session=session).session["shoes"] == pytest.approx(0.5, rel=1e-3)
+
+
+# --- segments ---------------------------------------------------------------
+
+
+def test_segment_create_validates_the_rule():
+    """An invalid rule is refused with the path of the bad node."""
+    neuron = NeuronFactory()
+    with pytest.raises(ValidationFailed) as exc:
+        segment_create(neuron=neuron, name="Bad", rule={"all": [{"field": "device", "op": "gt", "value": 1}]})
+    assert "rule.all[0].op" in exc.value.errors
+
+
+def test_segment_slugs_are_unique_per_site():
+    """A second segment with the same slug on a site is a conflict."""
+    neuron = NeuronFactory()
+    rule = {"field": "identified", "op": "eq", "value": True}
+    segment_create(neuron=neuron, name="Known", rule=rule)
+    with pytest.raises(Conflict):
+        segment_create(neuron=neuron, name="Known", rule=rule)
+    assert segment_create(neuron=NeuronFactory(), name="Known", rule=rule).slug == "known"
+
+
+def test_changing_the_rule_empties_the_stale_list():
+    """A materialized list no longer describes a changed rule: it is cleared until the next run."""
+    session = UserSessionFactory(device_type="mobile")
+    segment = SegmentFactory(neuron=session.neuron)
+    segments_materialize(neuron=session.neuron)
+    assert SegmentMembership.objects.filter(segment=segment).count() == 1
+    segment_update(segment=segment, changes={"rule": {"field": "device", "op": "eq", "value": "desktop"}})
+    segment.refresh_from_db()
+    assert segment.size == 0 and segment.materialized_at is None
+    assert not SegmentMembership.objects.filter(segment=segment).exists()
+
+
+def test_materialized_lists_equal_live_evaluation():
+    """For every session in the window, membership in the stored list equals live evaluation."""
+    neuron = NeuronFactory()
+    now = timezone.now()
+    sessions = []
+    for i in range(12):
+        profile = GlobalUserProfileFactory(neuron=neuron, traits={"plan": "pro" if i % 3 == 0 else "free"})
+        session = UserSessionFactory(
+            neuron=neuron,
+            profile=profile if i % 2 else None,
+            device_type="mobile" if i % 4 else "desktop",
+            country="DE" if i % 5 else "GB",
+        )
+        for _ in range(i % 4):
+            view(session, "/shoes" if i % 2 else "/hats", at=now - timedelta(hours=i))
+        interest_update_from_events(session=session, events=list(session.events.all()))
+        sessions.append(session)
+    rules = [
+        {"field": "device", "op": "eq", "value": "mobile"},
+        {"any": [{"field": "trait.plan", "op": "eq", "value": "pro"}, {"field": "country", "op": "eq", "value": "GB"}]},
+        {
+            "all": [
+                {"field": "events", "op": "gte", "value": 2, "withinDays": 1},
+                {"not": {"field": "identified", "op": "eq", "value": True}},
+            ]
+        },
+        {"field": "interest.shoes", "op": "gte", "value": 1.5},
+    ]
+    segments = [SegmentFactory(neuron=neuron, rule=rule) for rule in rules]
+    segments_materialize(neuron=neuron, now=now)
+    for segment in segments:
+        stored = set(SegmentMembership.objects.filter(segment=segment).values_list("session_id", flat=True))
+        live = {s.pk for s in sessions if segment in segments_for_session(session=s, now=now)}
+        assert stored == live, segment.rule
+        segment.refresh_from_db()
+        assert segment.size == len(stored)
+    assert 0 < sum(Segment.objects.values_list("size", flat=True)) < len(sessions) * len(segments)
