@@ -17,6 +17,7 @@ from personalization.models import (
     SessionInterest,
 )
 from personalization.rules import rule_validate
+from personalization.selectors import category_rules_forget
 from personalization.tasks import compute_archetypes, compute_recommendations, materialize_segments
 
 
@@ -118,6 +119,15 @@ class CategoryRuleAdmin(admin.ModelAdmin):
     list_filter = ["neuron"]
     search_fields = ["path_prefix", "category"]
     list_select_related = ["neuron"]
+
+    # Ingestion caches the mapping per process for a minute; this process sees edits at once.
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        category_rules_forget(neuron_id=obj.neuron_id)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        category_rules_forget(neuron_id=obj.neuron_id)
 
 
 @admin.register(ProfileInterest)

@@ -45,12 +45,13 @@ _NOT_A_CATEGORY = re.compile(r"^[0-9a-f-]{8,}$|^\d+$")  # ids and numbers in pat
 
 
 class EventLike(Protocol):
+    """A stored event (BehaviorEvent, or ingestion's StoredEvent). `received_at` is read when present."""
+
     event_type: str
     event_name: str
     properties: Any
     page_path: str
     timestamp: datetime
-    received_at: datetime
 
 
 @dataclass(frozen=True)
@@ -97,13 +98,14 @@ def event_categories(event: EventLike, *, path_rules: Sequence[tuple[str, str]] 
     return []
 
 
-def event_time(event: EventLike) -> datetime:
+def event_time(event: EventLike, *, not_after: datetime | None = None) -> datetime:
     # A client clock ahead of ours must not make an interest grow into the future.
-    return min(event.timestamp, event.received_at)
+    received = getattr(event, "received_at", None) or not_after
+    return min(event.timestamp, received) if received else event.timestamp
 
 
 def contributions_from_events(
-    events: Iterable[EventLike], *, path_rules: Sequence[tuple[str, str]] = ()
+    events: Iterable[EventLike], *, path_rules: Sequence[tuple[str, str]] = (), not_after: datetime | None = None
 ) -> list[Contribution]:
     out: list[Contribution] = []
     for event in events:
@@ -111,7 +113,7 @@ def contributions_from_events(
         if not categories:
             continue
         amount = event_weight(event)
-        at = event_time(event)
+        at = event_time(event, not_after=not_after)
         out.extend(Contribution(category=c, amount=amount, at=at) for c in categories)
     return out
 

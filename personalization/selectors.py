@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,11 +27,26 @@ from personalization.rules import EventSpec, Facts, rule_evaluate, rule_event_sp
 from privacy.consent import has_consent
 from sessions_app.models import BehaviorEvent, UserSession
 
+# Path-prefix mappings per neuron, cached in the process: they change rarely (admin) and
+# are read on every ingested batch. A change reaches every process within this time.
+CATEGORY_RULES_TTL_SECONDS = 60.0
+_category_rules_cache: dict[int, tuple[float, list[tuple[str, str]]]] = {}
 
-def category_rules_for(*, neuron_id: int) -> list[tuple[str, str]]:
+
+def category_rules_for(*, neuron_id: int, fresh: bool = False) -> list[tuple[str, str]]:
     """The neuron's path-prefix mapping, longest prefix first."""
+    now = time.monotonic()
+    cached = _category_rules_cache.get(neuron_id)
+    if cached is not None and not fresh and now - cached[0] < CATEGORY_RULES_TTL_SECONDS:
+        return cached[1]
     rules = CategoryRule.objects.filter(neuron_id=neuron_id).values_list("path_prefix", "category")
-    return sorted(rules, key=lambda rule: len(rule[0]), reverse=True)
+    ordered = sorted(rules, key=lambda rule: len(rule[0]), reverse=True)
+    _category_rules_cache[neuron_id] = (now, ordered)
+    return ordered
+
+
+def category_rules_forget(*, neuron_id: int) -> None:
+    _category_rules_cache.pop(neuron_id, None)
 
 
 # ---------------------------------------------------------------------------
@@ -72,7 +88,7 @@ def interests_for_session(*, session: UserSession, now: datetime | None = None) 
 def _event_counts(
     *, sessions: Sequence[UserSession], specs: Iterable[EventSpec], now: datetime
 ) -> dict[int, dict[EventSpec, int]]:
-    """Counts per session for each window: over the profile's sessions when it has one.
+    """Counts per session for each window: over the profile's events when it has one.
 
     Two aggregate queries per window, whatever the number of sessions.
     """
@@ -89,10 +105,10 @@ def _event_counts(
         by_session: dict[int, int] = {}
         if profile_ids:
             by_profile = dict(
-                events.filter(session__profile_id__in=profile_ids)
-                .values_list("session__profile_id")
+                events.filter(profile_id__in=profile_ids)
+                .values_list("profile_id")
                 .annotate(n=Count("id"))
-                .values_list("session__profile_id", "n")
+                .values_list("profile_id", "n")
             )
         if anonymous_ids:
             by_session = dict(

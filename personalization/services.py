@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -89,30 +89,51 @@ def profile_engagement(*, profile: GlobalUserProfile, now: datetime | None = Non
     return round(min(max(score, 0.0), 100.0), 2), len(rows)
 
 
-@transaction.atomic
-def interest_update_from_events(*, session: UserSession, events: Iterable[EventLike]) -> bool:
-    """Fold stored events into the session's vector and its profile's. Returns whether anything changed.
+def _locked_vector(model: type[SessionInterest] | type[ProfileInterest], *, as_of: datetime, **key: int):
+    """The vector row, locked (read-modify-write of its JSON), created when missing.
 
-    Called inside the ingestion transaction, so the next request of the same
-    visitor already sees the update. Only with personalization consent: without
-    it no interest profile is built at all.
+    A session's row is already serialised by ingestion's session lock; a profile's
+    can be raced by two of its sessions, so a failed insert re-reads the winner's row.
+    """
+    for _ in range(2):
+        row = model.objects.select_for_update().filter(**key).first()
+        if row is not None:
+            return row
+        try:
+            with transaction.atomic():
+                return model.objects.create(as_of=as_of, **key)
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"could not lock or create the {model.__name__} row")
+
+
+# No savepoint of its own when nested: it runs inside every ingest transaction, where a
+# savepoint would be two more round trips per batch and the caller's rollback covers it.
+@transaction.atomic(savepoint=False)
+def interest_update_from_events(*, session: UserSession, events: Iterable[EventLike]) -> bool:
+    """Fold newly stored events into the session's vector and its profile's. Returns whether anything changed.
+
+    Called by ingestion inside its transaction (sessions_app.ingestion.events_stored),
+    so the visitor's next request already sees the update and a rolled-back batch
+    leaves no trace. Only with personalization consent: without it no interest
+    profile is built at all. Queries: two for the session's vector, three more
+    (with the engagement read) for its profile's, whatever the batch size.
     """
     if not has_consent(session.consent, "personalization"):
         return False
     events = list(events)
-    contributions = contributions_from_events(events, path_rules=category_rules_for(neuron_id=session.neuron_id))
+    now = timezone.now()
+    contributions = contributions_from_events(
+        events, path_rules=category_rules_for(neuron_id=session.neuron_id), not_after=now
+    )
     if not contributions:
         return False
-    now = timezone.now()
     first_at = min(c.at for c in contributions)
-    SessionInterest.objects.get_or_create(session=session, defaults={"as_of": first_at})
-    # The row lock serialises concurrent batches of the same session (read-modify-write of JSON).
-    row = SessionInterest.objects.select_for_update().get(session=session)
+    row = _locked_vector(SessionInterest, as_of=first_at, session_id=session.pk)
     _vector_add(row, contributions, len(events))
     row.save(update_fields=["weights", "as_of", "event_count", "updated_at"])
     if session.profile_id:
-        ProfileInterest.objects.get_or_create(profile_id=session.profile_id, defaults={"as_of": first_at})
-        profile_row = ProfileInterest.objects.select_for_update().get(profile_id=session.profile_id)
+        profile_row = _locked_vector(ProfileInterest, as_of=first_at, profile_id=session.profile_id)
         _vector_add(profile_row, contributions, len(events))
         profile_row.engagement_score, profile_row.session_count = profile_engagement(
             profile=GlobalUserProfile(pk=session.profile_id), now=now
@@ -124,7 +145,7 @@ def interest_update_from_events(*, session: UserSession, events: Iterable[EventL
 
 
 def _rebuild(events: Iterable[EventLike], *, neuron_id: int) -> tuple[dict[str, float], datetime | None, int]:
-    rules = category_rules_for(neuron_id=neuron_id)
+    rules = category_rules_for(neuron_id=neuron_id, fresh=True)
     weights: dict[str, float] = {}
     as_of: datetime | None = None
     count = 0
@@ -175,7 +196,9 @@ def interest_session_recompute(*, session: UserSession) -> SessionInterest | Non
 def interest_profile_recompute(*, profile: GlobalUserProfile) -> ProfileInterest | None:
     """Rebuild a profile's vector and engagement from the events of the sessions it now owns.
 
-    Identity calls this for both sides after a merge or a split: because decay is
+    The profile's events are those identity assigns to it (BehaviorEvent.profile,
+    moved by merges, splits and device attachment). Identity calls this for both
+    sides after a merge or a split: because decay is
     order-independent, the result equals what incremental updates would have built
     had the sessions always belonged to this profile. Only sessions with
     personalization consent contribute. A profile merged into another keeps no vector.
@@ -185,7 +208,7 @@ def interest_profile_recompute(*, profile: GlobalUserProfile) -> ProfileInterest
         return None
     now = timezone.now()
     events = (
-        BehaviorEvent.objects.filter(session__profile=profile, session__consent__personalization=True)
+        BehaviorEvent.objects.filter(profile=profile, session__consent__personalization=True)
         .only(*_EVENT_FIELDS)
         .order_by("timestamp", "pk")
     )
@@ -417,7 +440,7 @@ def item_histories(*, neuron: Neuron, since: datetime) -> dict[str, dict[str, li
     events = (
         BehaviorEvent.objects.filter(neuron=neuron, timestamp__gte=since, session__consent__personalization=True)
         .order_by("timestamp", "pk")
-        .values_list("session__profile_id", "session_id", "event_type", "event_name", "properties")
+        .values_list("profile_id", "session_id", "event_type", "event_name", "properties")
     )
     histories: dict[str, dict[str, list[str]]] = {ItemKind.VIEWED: {}, ItemKind.BOUGHT: {}}
     for profile_id, session_id, event_type, event_name, properties in events.iterator(chunk_size=5000):

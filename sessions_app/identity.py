@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from config.api.errors import Conflict, ValidationFailed
 from federation.models import Neuron
+from personalization.services import interest_profile_recompute
 from privacy.audit import actor_label
 from privacy.crypto import encrypt, identifier_hash
 from privacy.services import audit_log
@@ -217,6 +218,9 @@ def profile_merge(
     target.save(update_fields=["traits", "preferences", "first_seen_at", "last_seen_at", "updated_at"])
     source.merged_into = target
     source.save(update_fields=["merged_into", "updated_at"])
+    # Interest vectors follow the events: the survivor's now covers both, the source keeps none.
+    interest_profile_recompute(profile=target)
+    interest_profile_recompute(profile=source)
 
     if bridge is None:
         bridge = SessionBridge(neuron=source.neuron, method=method)
@@ -321,6 +325,8 @@ def profile_merge_undo(*, merge: ProfileMerge, actor: str, now: datetime | None 
     if target.last_seen_at.isoformat() == after["lastSeenAt"]:
         target.last_seen_at = datetime.fromisoformat(before["lastSeenAt"])
     target.save(update_fields=["traits", "preferences", "first_seen_at", "last_seen_at", "updated_at"])
+    interest_profile_recompute(profile=source)
+    interest_profile_recompute(profile=target)
 
     if merge.bridge_id:
         # The operator said these are two people: the linker must not merge them again.
@@ -455,6 +461,7 @@ def _attach_device(*, session: UserSession, profile: GlobalUserProfile) -> None:
         neuron_id=session.neuron_id, anonymous_id=session.anonymous_id, profile__isnull=True
     ).update(profile=profile)
     session.profile = profile
+    interest_profile_recompute(profile=profile)
 
 
 @transaction.atomic

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from config.api.errors import Conflict, ValidationFailed
+from personalization.services import interest_update_from_events
 from privacy.consent import has_consent
 from sessions_app.engagement import engagement_score
 from sessions_app.event_input import CONVERSION_TYPES, PAGE_VIEW_TYPES, EventIn
@@ -266,6 +267,8 @@ def events_stored(*, session: UserSession, events: list[StoredEvent]) -> None:
     """
     if not events:
         return
+    # Interest vectors in the same transaction: the visitor's next request already sees them.
+    interest_update_from_events(session=session, events=events)
     neuron_id = session.neuron_id
     session_key = str(session.public_id)
     types = Counter(e.event_type for e in events)

@@ -443,3 +443,40 @@ def test_bad_preferences_are_a_400(neuron, payload):
     assert_problem(
         bearer(session).put(f"/api/personalization/{session.public_id}/preferences", payload, format="json"), 400
     )
+
+
+# --- end to end through ingestion ---------------------------------------------
+
+
+def test_second_page_view_already_reflects_the_first(site_client, neuron):
+    """A page view posted through the events API changes the content chosen for the very next request."""
+    created = site_client.post(
+        "/api/sessions/create", {"consent": {"analytics": True, "personalization": True}}, format="json"
+    ).json()
+    client = APIClient(REMOTE_ADDR="81.2.69.142", HTTP_USER_AGENT=IPHONE_UA)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {created['token']}")
+    sid = created["sessionId"]
+    hero = ContentSlotFactory(neuron=neuron, key="hero")
+    ContentVariantFactory(slot=hero, key="generic", is_default=True)
+    ContentVariantFactory(slot=hero, key="shoe-sale", targeting={"interests": {"shoes": 0.9}})
+
+    first = client.get(f"/api/personalization/{sid}/content", {"slots": "hero"}).json()
+    assert first["slots"]["hero"]["variant"] == "generic"
+
+    page = {"eventType": "page_view", "page": {"url": "https://shop.example.com/shoes/trail-42", "title": "Trail"}}
+    assert client.post(f"/api/sessions/{sid}/events", page, format="json").status_code == 200
+
+    second = client.get(f"/api/personalization/{sid}/content", {"slots": "hero"}).json()
+    assert second["slots"]["hero"]["variant"] == "shoe-sale"
+    interests = client.get(f"/api/personalization/{sid}/interests").json()
+    assert interests["session"][0]["category"] == "shoes"
+
+
+def test_ingestion_without_personalization_consent_builds_no_vector(site_client, neuron):
+    """Events stored with analytics consent only feed no interest vector."""
+    created = site_client.post("/api/sessions/create", {"consent": {"analytics": True}}, format="json").json()
+    client = APIClient(REMOTE_ADDR="81.2.69.142", HTTP_USER_AGENT=IPHONE_UA)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {created['token']}")
+    page = {"eventType": "page_view", "page": {"url": "https://shop.example.com/shoes/1"}}
+    assert client.post(f"/api/sessions/{created['sessionId']}/events", page, format="json").status_code == 200
+    assert not SessionInterest.objects.exists()

@@ -20,6 +20,8 @@ from personalization.services import (
     segment_update,
     segments_materialize,
 )
+from sessions_app.identity import profile_identify, profile_merge, profile_split
+from sessions_app.models import GlobalUserProfile
 from tests.federation.factories import NeuronFactory
 from tests.personalization.factories import SegmentFactory
 from tests.sessions_app.factories import BehaviorEventFactory, GlobalUserProfileFactory, UserSessionFactory
@@ -31,7 +33,9 @@ NO_PERSONALIZATION = {"analytics": True, "personalization": False}
 
 def view(session, path, *, at=None, **kwargs):
     at = at or timezone.now()
-    return BehaviorEventFactory(session=session, page_path=path, timestamp=at, received_at=at, **kwargs)
+    return BehaviorEventFactory(
+        session=session, profile=session.profile, page_path=path, timestamp=at, received_at=at, **kwargs
+    )
 
 
 def test_events_update_the_session_and_profile_vectors():
@@ -89,7 +93,7 @@ def test_category_rules_of_the_neuron_apply():
 
 
 def test_profile_vector_follows_a_merge():
-    """After sessions move to the surviving profile, recomputing gives it both people's interests."""
+    """Identity's merge moves the events and the survivor's vector then covers both profiles."""
     neuron = NeuronFactory()
     keep, gone = GlobalUserProfileFactory(neuron=neuron), GlobalUserProfileFactory(neuron=neuron)
     phone = UserSessionFactory(neuron=neuron, profile=keep)
@@ -97,13 +101,7 @@ def test_profile_vector_follows_a_merge():
     interest_update_from_events(session=phone, events=[view(phone, "/shoes")])
     interest_update_from_events(session=laptop, events=[view(laptop, "/hats"), view(laptop, "/hats")])
 
-    # What identity's merge does: move the sessions, point the loser at the survivor, then recompute both.
-    laptop.profile = keep
-    laptop.save(update_fields=["profile"])
-    gone.merged_into = keep
-    gone.save(update_fields=["merged_into"])
-    interest_profile_recompute(profile=keep)
-    interest_profile_recompute(profile=gone)
+    profile_merge(source=gone, target=keep, method="alias")
 
     weights = ProfileInterest.objects.get(profile=keep).weights
     assert weights["shoes"] == pytest.approx(1.0, rel=1e-3)
@@ -112,23 +110,29 @@ def test_profile_vector_follows_a_merge():
 
 
 def test_profile_vector_follows_a_split():
-    """Sessions split off into a new profile take their interests with them."""
+    """Identity's split (undoing the merge) gives each profile back its own interests."""
     neuron = NeuronFactory()
-    original = GlobalUserProfileFactory(neuron=neuron)
-    mine = UserSessionFactory(neuron=neuron, profile=original)
-    theirs = UserSessionFactory(neuron=neuron, profile=original)
-    interest_update_from_events(session=mine, events=[view(mine, "/shoes")])
-    interest_update_from_events(session=theirs, events=[view(theirs, "/hats")])
-    assert set(ProfileInterest.objects.get(profile=original).weights) == {"shoes", "hats"}
+    mine, theirs = GlobalUserProfileFactory(neuron=neuron), GlobalUserProfileFactory(neuron=neuron)
+    s1 = UserSessionFactory(neuron=neuron, profile=mine)
+    s2 = UserSessionFactory(neuron=neuron, profile=theirs)
+    interest_update_from_events(session=s1, events=[view(s1, "/shoes")])
+    interest_update_from_events(session=s2, events=[view(s2, "/hats")])
+    profile_merge(source=theirs, target=mine, method="alias")
+    assert set(ProfileInterest.objects.get(profile=mine).weights) == {"shoes", "hats"}
 
-    split = GlobalUserProfileFactory(neuron=neuron)
-    theirs.profile = split
-    theirs.save(update_fields=["profile"])
-    interest_profile_recompute(profile=original)
-    interest_profile_recompute(profile=split)
+    profile_split(profile=mine, actor="operator")
 
-    assert set(ProfileInterest.objects.get(profile=original).weights) == {"shoes"}
-    assert set(ProfileInterest.objects.get(profile=split).weights) == {"hats"}
+    assert set(ProfileInterest.objects.get(profile=mine).weights) == {"shoes"}
+    assert set(ProfileInterest.objects.get(profile=theirs).weights) == {"hats"}
+
+
+def test_identify_attaches_an_anonymous_sessions_interests_to_the_user():
+    """A session identified into a new user's profile brings its events' interests along."""
+    session = UserSessionFactory()
+    interest_update_from_events(session=session, events=[view(session, "/shoes")])
+    profile_identify(session=session, user_id="user-42")
+    profile = GlobalUserProfile.objects.get(sessions=session)
+    assert ProfileInterest.objects.get(profile=profile).weights == {"shoes": pytest.approx(1.0, rel=1e-3)}
 
 
 def test_recompute_ignores_sessions_without_personalization_consent():
