@@ -109,6 +109,7 @@ class SegmentListApi(StaffApi):
             description=v.get("description", ""),
             rule=v["rule"],
             is_active=v.get("isActive", True),
+            actor=request.user,
         )
         return Response(SegmentOutput(segment).data, status=status.HTTP_201_CREATED)
 
@@ -138,11 +139,11 @@ class SegmentDetailApi(StaffApi):
         data.is_valid(raise_exception=True)
         renamed = {"isActive": "is_active"}
         changes = {renamed.get(key, key): value for key, value in data.validated_data.items()}
-        return Response(SegmentOutput(segment_update(segment=segment, changes=changes)).data)
+        return Response(SegmentOutput(segment_update(segment=segment, changes=changes, actor=request.user)).data)
 
     @extend_schema(responses={204: None}, summary="Delete a rule segment")
     def delete(self, request, segment_id):
-        segment_delete(segment=self._segment(segment_id))
+        segment_delete(segment=self._segment(segment_id), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -40,6 +40,7 @@ from personalization.selectors import (
     segments_evaluate,
     sessions_for_materialization,
 )
+from privacy.audit import audit_log
 from privacy.consent import has_consent
 from sessions_app.models import BehaviorEvent, GlobalUserProfile, UserSession
 
@@ -259,18 +260,22 @@ def segment_create(
     slug: str | None = None,
     description: str = "",
     is_active: bool = True,
+    actor: Any = None,
 ) -> Segment:
+    """Create a rule segment (rule validated first). Audited: segments decide who is targeted."""
     rule_validate(rule)
     slug = _segment_slug(neuron=neuron, slug=slug, name=name)
     if Segment.objects.filter(neuron=neuron, slug=slug).exists():
         raise Conflict(f"A segment with slug {slug!r} already exists on this site.", errors={"slug": ["Taken."]})
-    return Segment.objects.create(
+    segment = Segment.objects.create(
         neuron=neuron, slug=slug, name=name, description=description, rule=rule, is_active=is_active
     )
+    audit_log(actor=actor, action="segment.create", subject=f"segment:{segment.pk}", details={"rule": rule})
+    return segment
 
 
 @transaction.atomic
-def segment_update(*, segment: Segment, changes: dict[str, Any]) -> Segment:
+def segment_update(*, segment: Segment, changes: dict[str, Any], actor: Any = None) -> Segment:
     """Apply the given fields (name, slug, description, rule, isActive); a new rule is validated first."""
     segment = Segment.objects.select_for_update().get(pk=segment.pk)
     if "rule" in changes:
@@ -289,11 +294,13 @@ def segment_update(*, segment: Segment, changes: dict[str, Any]) -> Segment:
         if key in changes:
             setattr(segment, key, changes[key])
     segment.save()
+    audit_log(actor=actor, action="segment.update", subject=f"segment:{segment.pk}", details={"changes": changes})
     return segment
 
 
 @transaction.atomic
-def segment_delete(*, segment: Segment) -> None:
+def segment_delete(*, segment: Segment, actor: Any = None) -> None:
+    audit_log(actor=actor, action="segment.delete", subject=f"segment:{segment.pk}", details={"slug": segment.slug})
     segment.delete()
 
 

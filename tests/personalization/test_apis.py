@@ -8,8 +8,9 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from personalization.models import ProfileInterest, Segment, SessionInterest
+from personalization.models import ArchetypeMembership, ProfileInterest, Segment, SessionInterest
 from personalization.services import interest_update_from_events, recommendations_compute
+from privacy.models import AuditEntry
 from tests.conftest import IPHONE_UA
 from tests.personalization.factories import (
     ArchetypeFactory,
@@ -67,6 +68,9 @@ def test_staff_creates_reads_updates_and_deletes_a_segment(staff_client, neuron)
 
     assert staff_client.delete(url).status_code == 204
     assert_problem(staff_client.get(url), 404)
+    actions = list(AuditEntry.objects.order_by("seq").values_list("action", "subject"))
+    subject = f"segment:{body['id']}"
+    assert actions == [("segment.create", subject), ("segment.update", subject), ("segment.delete", subject)]
 
 
 def test_invalid_rule_is_a_400_naming_the_bad_node(staff_client, neuron):
@@ -194,8 +198,6 @@ def test_archetype_targeting(neuron):
     profile = GlobalUserProfileFactory(neuron=neuron)
     session = token_session(neuron=neuron, profile=profile)
     archetype = ArchetypeFactory(neuron=neuron, key="runners", centroid={"running": 1.0})
-    from personalization.models import ArchetypeMembership
-
     ArchetypeMembership.objects.create(profile=profile, archetype=archetype, distance=0.1)
     slot = ContentSlotFactory(neuron=neuron, key="hero")
     ContentVariantFactory(slot=slot, key="marathon", targeting={"archetypes": ["runners"]})
