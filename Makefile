@@ -45,6 +45,7 @@ beat: install
 
 bench: install
 	$(PY) bench/session_create.py
+	$(PY) bench/recommend_eval.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm staticfiles
