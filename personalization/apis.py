@@ -27,6 +27,7 @@ from personalization.selectors import (
     recommendations_for_session,
     segment_get,
     segment_list,
+    segment_members,
     segments_for_session,
     top_categories,
 )
@@ -145,6 +146,27 @@ class SegmentDetailApi(StaffApi):
     def delete(self, request, segment_id):
         segment_delete(segment=self._segment(segment_id), actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SegmentMembersApi(StaffApi):
+    class MemberOutput(serializers.Serializer):
+        sessionId = serializers.UUIDField(source="session.public_id")
+        profileId = serializers.UUIDField(source="session.profile.public_id", allow_null=True, default=None)
+        computedAt = serializers.DateTimeField(source="computed_at")
+
+    class PageInput(StrictSerializer):
+        cursor = StrictCharField(required=False)
+        pageSize = StrictCharField(required=False)
+
+    @extend_schema(responses={200: MemberOutput(many=True)}, summary="The materialized member list of a segment")
+    def get(self, request, segment_id):
+        self.PageInput(data=request.query_params.dict()).is_valid(raise_exception=True)
+        segment = segment_get(segment_id=segment_id)
+        if segment is None:
+            raise NotFound("No such segment.")
+        paginator = KeysetPagination()
+        page = paginator.paginate_queryset(segment_members(segment=segment), request, view=self)
+        return paginator.get_paginated_response(self.MemberOutput(page, many=True).data)
 
 
 class ArchetypeOutput(serializers.Serializer):

@@ -21,6 +21,7 @@ from personalization.models import (
     CategoryRule,
     ProfileInterest,
     Segment,
+    SegmentMembership,
     SessionInterest,
 )
 from personalization.rules import EventSpec, Facts, rule_evaluate, rule_event_specs
@@ -185,6 +186,11 @@ def segment_list(*, neuron: Neuron | None = None) -> QuerySet[Segment]:
     if neuron is not None:
         qs = qs.filter(neuron=neuron)
     return qs
+
+
+def segment_members(*, segment: Segment) -> QuerySet[SegmentMembership]:
+    """The materialized list: member sessions with their profiles, newest membership id first."""
+    return SegmentMembership.objects.filter(segment=segment).select_related("session", "session__profile")
 
 
 def segment_get(*, segment_id: int) -> Segment | None:

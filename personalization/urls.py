@@ -7,6 +7,7 @@ app_name = "personalization"
 urlpatterns = [
     path("segments", apis.SegmentListApi.as_view(), name="segments"),
     path("segments/<int:segment_id>", apis.SegmentDetailApi.as_view(), name="segment"),
+    path("segments/<int:segment_id>/members", apis.SegmentMembersApi.as_view(), name="segment-members"),
     path("archetypes", apis.ArchetypeListApi.as_view(), name="archetypes"),
     path("<uuid:session_id>/content", apis.ContentApi.as_view(), name="content"),
     path("<uuid:session_id>/recommendations", apis.RecommendationsApi.as_view(), name="recommendations"),

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from config.api.errors import ValidationFailed
 from federation.models import Neuron
+from personalization.services import interest_forget
 from privacy.consent import consent_resolve, has_consent
 from sessions_app.enrichment import RequestMeta
 from sessions_app.identity import profile_identify
@@ -234,11 +235,14 @@ def session_update(
     session = UserSession.objects.select_for_update(of=("self",)).select_related("profile", "neuron").get(pk=session.pk)
     fields: set[str] = set()
     token: str | None = None
+    personalization_withdrawn = False
 
     if consent is not None or (request_meta and request_meta.gpc):
         gpc = bool(request_meta and request_meta.gpc)
         had_fingerprinting = has_consent(session.consent, "fingerprinting")
+        had_personalization = has_consent(session.consent, "personalization")
         session.consent = consent_resolve(given=consent, previous=session.consent, gpc=gpc)
+        personalization_withdrawn = had_personalization and not has_consent(session.consent, "personalization")
         session.gpc = session.gpc or gpc
         fields |= {"consent", "gpc"}
         if not has_consent(session.consent, "fingerprinting") and (had_fingerprinting or session.fingerprint_id):
@@ -281,6 +285,9 @@ def session_update(
 
     if fields:
         session.save(update_fields=sorted(fields))
+    if personalization_withdrawn:
+        # After the save: the profile's vector is rebuilt from the sessions that still consent.
+        interest_forget(session=session)
     return SessionResult(session, token)
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from personalization.models import ArchetypeMembership, ProfileInterest, Segment, SessionInterest
-from personalization.services import interest_update_from_events, recommendations_compute
+from personalization.services import interest_update_from_events, recommendations_compute, segments_materialize
 from privacy.models import AuditEntry
 from tests.conftest import IPHONE_UA
 from tests.personalization.factories import (
@@ -143,6 +143,25 @@ def test_unknown_segment_is_a_404_and_bad_patch_is_a_400(staff_client, neuron):
     assert "rule.all[0].op" in body["errors"]
     segment.refresh_from_db()
     assert segment.rule == {"field": "device", "op": "eq", "value": "mobile"}
+
+
+def test_materialized_members_are_listed_in_constant_queries(staff_client, neuron, django_assert_num_queries):
+    """The stored list of a segment pages through its sessions; the query count does not grow."""
+    profile = GlobalUserProfileFactory(neuron=neuron)
+    sessions = [UserSessionFactory(neuron=neuron, device_type="mobile", profile=profile) for _ in range(4)]
+    UserSessionFactory(neuron=neuron, device_type="desktop")
+    segment = SegmentFactory(neuron=neuron)
+    segments_materialize(neuron=neuron)
+    url = f"{SEGMENTS}/{segment.pk}/members"
+    with django_assert_num_queries(2):  # the segment, the page
+        response = staff_client.get(url, {"pageSize": 3})
+    body = response.json()
+    assert [m["sessionId"] for m in body["results"]] == [str(s.public_id) for s in reversed(sessions)][:3]
+    assert body["results"][0]["profileId"] == str(profile.public_id)
+    rest = staff_client.get(body["next"]).json()
+    assert len(rest["results"]) == 1 and rest["next"] is None
+    assert_problem(staff_client.get(f"{SEGMENTS}/999999/members"), 404)
+    assert APIClient().get(url).status_code in (401, 403)
 
 
 def test_archetypes_are_listed_for_staff(staff_client, neuron):
@@ -482,3 +501,20 @@ def test_ingestion_without_personalization_consent_builds_no_vector(site_client,
     page = {"eventType": "page_view", "page": {"url": "https://shop.example.com/shoes/1"}}
     assert client.post(f"/api/sessions/{created['sessionId']}/events", page, format="json").status_code == 200
     assert not SessionInterest.objects.exists()
+
+
+def test_withdrawing_personalization_consent_forgets_the_interests(neuron):
+    """PUT consent.personalization=false deletes the visit's vector and rebuilds the profile's without it."""
+    profile = GlobalUserProfileFactory(neuron=neuron)
+    session = token_session(neuron=neuron, profile=profile)
+    now = timezone.now()
+    event = BehaviorEventFactory(session=session, profile=profile, page_path="/shoes", timestamp=now)
+    interest_update_from_events(session=session, events=[event])
+    assert ProfileInterest.objects.get(profile=profile).weights
+
+    response = bearer(session).put(
+        f"/api/sessions/{session.public_id}", {"consent": {"personalization": False}}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert not SessionInterest.objects.filter(session=session).exists()
+    assert ProfileInterest.objects.get(profile=profile).weights == {}

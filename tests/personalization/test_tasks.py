@@ -127,3 +127,30 @@ def test_admin_refuses_invalid_variant_targeting(admin_client):
     assert response.status_code == 200
     assert "targeting.audience" in response.content.decode()
     assert not ContentSlot.objects.get(pk=slot.pk).variants.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_segment_materialization_fans_out_through_a_real_worker():
+    """The periodic job and its per-site jobs travel through the broker to a worker started here."""
+    import time
+    from datetime import timedelta
+
+    from celery.contrib.testing.worker import start_worker
+    from django.utils import timezone
+
+    from config.celery import app
+
+    session = UserSessionFactory(device_type="mobile")
+    segment = SegmentFactory(neuron=session.neuron)
+    app.conf.task_always_eager = False
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            materialize_all_segments.apply_async()
+            # No result backend: wait for the effect in the database.
+            deadline = timezone.now() + timedelta(seconds=30)
+            while timezone.now() < deadline and not Segment.objects.get(pk=segment.pk).materialized_at:
+                time.sleep(0.1)
+    finally:
+        app.conf.task_always_eager = True
+    assert Segment.objects.get(pk=segment.pk).size == 1
+    assert SegmentMembership.objects.filter(segment=segment, session=session).exists()
