@@ -16,11 +16,14 @@ from sessions_app.models import GlobalUserProfile, UserSession
 
 
 class CategoryRule(models.Model):
-    """A per-neuron mapping from a page path prefix to an interest category (longest prefix wins)."""
+    """A per-neuron mapping from a page path prefix to an interest category (longest prefix wins).
+
+    A blank category marks pages that say nothing about interests (cart, checkout, account).
+    """
 
     neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="category_rules")
     path_prefix = models.CharField(max_length=512, help_text="e.g. /shop/shoes/")
-    category = models.CharField(max_length=64)
+    category = models.CharField(max_length=64, blank=True, help_text="Blank: pages under this prefix are ignored.")
 
     class Meta:
         db_table = "personalization_category_rules"

@@ -130,6 +130,13 @@ def test_neuron_path_rules_map_prefixes_longest_first():
     assert event_categories(Ev(page_path="/shop/shoes/road"), path_rules=rules) == ["shoes"]
 
 
+def test_a_blank_rule_category_ignores_pages_under_the_prefix():
+    """Cart and checkout pages say nothing about tastes when the site maps them to no category."""
+    rules = [("/checkout", ""), ("/shop", "shop")]
+    assert event_categories(Ev(page_path="/checkout/pay"), path_rules=rules) == []
+    assert event_categories(Ev(page_path="/checkout", properties={"category": "Books"}), path_rules=rules) == ["books"]
+
+
 def test_ids_and_the_home_page_are_not_categories():
     """The root path, numeric ids and uuids say nothing about interests."""
     assert event_categories(Ev(page_path="/")) == []

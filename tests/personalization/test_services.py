@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -9,6 +10,7 @@ from django.utils import timezone
 
 from config.api.errors import Conflict, ValidationFailed
 from personalization.models import CategoryRule, ProfileInterest, Segment, SegmentMembership, SessionInterest
+from personalization.rules import rule_validate
 from personalization.selectors import interests_for_session, segments_for_session
 from personalization.services import (
     interest_forget,
@@ -249,3 +251,67 @@ def test_materialized_lists_equal_live_evaluation():
         segment.refresh_from_db()
         assert segment.size == len(stored)
     assert 0 < sum(Segment.objects.values_list("size", flat=True)) < len(sessions) * len(segments)
+
+
+def random_condition(rng: random.Random) -> dict:
+    choices = [
+        lambda: {"field": "device", "op": rng.choice(["eq", "ne"]), "value": rng.choice(["mobile", "desktop"])},
+        lambda: {"field": "country", "op": rng.choice(["in", "notIn"]), "value": rng.sample(["GB", "DE", "FR"], 2)},
+        lambda: {"field": "trait.plan", "op": rng.choice(["eq", "ne", "exists"]), "value": rng.choice(["pro", True])},
+        lambda: {"field": "interest.shoes", "op": rng.choice(["gt", "lte"]), "value": rng.choice([0, 0.5, 1.5])},
+        lambda: {"field": "sessionInterest.hats", "op": "gte", "value": rng.choice([0.5, 1])},
+        lambda: {"field": "events", "op": rng.choice(["gte", "lt", "eq"]), "value": rng.randint(0, 3), "withinDays": 1},
+        lambda: {"field": "identified", "op": "eq", "value": rng.random() < 0.5},
+        lambda: {"field": "engagement", "op": rng.choice(["gt", "lt"]), "value": rng.choice([0, 10, 50])},
+    ]
+    node = rng.choice(choices)()
+    if node["op"] == "exists":
+        node["value"] = rng.random() < 0.5
+    elif node["field"] == "trait.plan" and not isinstance(node["value"], str):
+        node["value"] = "pro"
+    return node
+
+
+def random_rule(rng: random.Random, depth: int = 0) -> dict:
+    if depth >= 3 or rng.random() < 0.35:
+        return random_condition(rng)
+    kind = rng.choice(["all", "any", "not"])
+    if kind == "not":
+        return {"not": random_rule(rng, depth + 1)}
+    return {kind: [random_rule(rng, depth + 1) for _ in range(rng.randint(1, 3))]}
+
+
+def test_random_rules_materialize_exactly_what_live_evaluation_says():
+    """Forty random rule trees over a varied population: each stored list equals live evaluation."""
+    neuron = NeuronFactory()
+    now = timezone.now()
+    rng = random.Random(11)
+    sessions = []
+    for i in range(16):
+        traits = {"plan": "pro"} if i % 3 == 0 else ({} if i % 3 == 1 else {"plan": "free"})
+        profile = GlobalUserProfileFactory(neuron=neuron, traits=traits, user_id_hash=f"h{i}" if i % 4 == 0 else None)
+        session = UserSessionFactory(
+            neuron=neuron,
+            profile=profile if i % 2 else None,
+            device_type=rng.choice(["mobile", "desktop"]),
+            country=rng.choice(["GB", "DE", "FR"]),
+            engagement_score=rng.choice([0.0, 20.0, 60.0]),
+        )
+        events = [
+            view(session, rng.choice(["/shoes", "/hats"]), at=now - timedelta(hours=rng.randint(0, 40)))
+            for _ in range(i % 5)
+        ]
+        interest_update_from_events(session=session, events=events)
+        sessions.append(session)
+    rules = [random_rule(rng) for _ in range(40)]
+    for rule in rules:
+        rule_validate(rule)
+    segments = [SegmentFactory(neuron=neuron, rule=rule) for rule in rules]
+    segments_materialize(neuron=neuron, now=now)
+    sizes = []
+    for segment in segments:
+        stored = set(SegmentMembership.objects.filter(segment=segment).values_list("session_id", flat=True))
+        live = {s.pk for s in sessions if segment in segments_for_session(session=s, now=now)}
+        assert stored == live, segment.rule
+        sizes.append(len(stored))
+    assert len(set(sizes)) > 3  # the rules really split the population in different ways

@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from federation.models import Neuron
 from federation.services import neuron_create
+from personalization.demo import demo_personalization_generate
 from sessions_app.demo import demo_data_generate
 
 DEMO_SLUG = "demo"
@@ -53,6 +54,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Generated {summary.sessions} sessions, {summary.events} events, "
                 f"{summary.anonymous_page_views} anonymously counted page views, {summary.profiles} profiles."
+            )
+            personal = demo_personalization_generate(neuron=neuron)
+            self.stdout.write(
+                f"Personalization: {personal.vectors} interest vectors, {len(personal.segments)} segments, "
+                f"{personal.archetypes} archetypes, a `hero` content slot."
             )
 
         self.stdout.write("")
