@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/sessions/", include("sessions_app.urls")),
     path("api/personalization/", include("personalization.urls")),
+    path("v1/", include("sessions_app.segment_urls")),
     # Anything else under the API prefixes is a problem-details 404, even with DEBUG on.
     re_path(r"^(api|v1)/", views.not_found),
 ]

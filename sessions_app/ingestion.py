@@ -140,11 +140,13 @@ def events_ingest(
         )
 
     if not has_consent(locked.consent, "analytics"):
-        _count_anonymously(session=locked, events=events, received_at=received_at)
-        transaction.on_commit(
-            lambda: live_record_events(neuron_id=locked.neuron_id, event_types={}, anonymous=len(events))
+        return events_count_anonymously(
+            neuron_id=locked.neuron_id,
+            device_type=locked.device_type,
+            country=locked.country,
+            events=events,
+            received_at=received_at,
         )
-        return IngestResult(stored=0, duplicates=0, anonymous=len(events))
 
     rows = _rows(session=locked, events=events, times=times, received_at=received_at)
     stored = _insert(rows)
@@ -275,24 +277,27 @@ def events_stored(*, session: UserSession, events: list[StoredEvent]) -> None:
     transaction.on_commit(lambda: live_record_events(neuron_id=neuron_id, event_types=types, session_key=session_key))
 
 
-def _count_anonymously(*, session: UserSession, events: list[EventIn], received_at: datetime) -> None:
+@transaction.atomic
+def events_count_anonymously(
+    *, neuron_id: int, device_type: str, country: str, events: list[EventIn], received_at: datetime
+) -> IngestResult:
     """No analytics consent: one upsert of per-day aggregates by path, device type and
-    country. No event row, no session counter, nothing that tells visitors apart."""
-    buckets: Counter[tuple[str, bool]] = Counter()
-    for event in events:
-        buckets[(event.page_path[:1024], event.is_page_view)] += 1
+    country. No event row, no session counter, nothing that tells visitors apart (so,
+    without a message id to remember, a resent event is counted again)."""
+    if not events:
+        return IngestResult(stored=0, duplicates=0, anonymous=0)
     merged: dict[str, list[int]] = {}
-    for (path, is_view), count in buckets.items():
-        totals = merged.setdefault(path, [0, 0])
-        totals[0] += count if is_view else 0
-        totals[1] += count
+    for event in events:
+        totals = merged.setdefault(event.page_path[:1024], [0, 0])
+        totals[0] += 1 if event.is_page_view else 0
+        totals[1] += 1
     day = received_at.date().isoformat()
     table = AnonymousTrafficCount._meta.db_table
     values = []
     params: list = []
     for path, (views, count) in merged.items():
         values.append("(%s, %s, %s, %s, %s, %s, %s)")
-        params += [session.neuron_id, day, path, session.device_type, session.country, views, count]
+        params += [neuron_id, day, path, device_type, country, views, count]
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (neuron_id, day, path, device_type, country, page_views, events) "
@@ -301,3 +306,6 @@ def _count_anonymously(*, session: UserSession, events: list[EventIn], received_
             f"page_views = {table}.page_views + excluded.page_views, events = {table}.events + excluded.events",
             params,
         )
+    anonymous = len(events)
+    transaction.on_commit(lambda: live_record_events(neuron_id=neuron_id, event_types={}, anonymous=anonymous))
+    return IngestResult(stored=0, duplicates=0, anonymous=anonymous)

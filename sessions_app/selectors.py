@@ -32,3 +32,13 @@ def session_get_by_token(*, token: str, now: datetime | None = None) -> TokenMat
     if session is None:
         return None
     return TokenMatch(session=session, via_previous=session.token_hash != digest)
+
+
+def session_current_for_anonymous_id(*, neuron_id: int, anonymous_id: str, now: datetime) -> UserSession | None:
+    """The anonymous id's live session on a site (the newest, should there be several)."""
+    return (
+        UserSession.objects.select_related("neuron", "profile")
+        .filter(neuron_id=neuron_id, anonymous_id=anonymous_id, ended_at__isnull=True, expires_at__gt=now)
+        .order_by("-started_at")
+        .first()
+    )
