@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import OperationalError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -47,9 +49,16 @@ def test_expire_task_runs_on_a_real_worker_through_the_broker():
             # No result backend: wait for the effect in the database instead.
             deadline = timezone.now() + timedelta(seconds=20)
             while timezone.now() < deadline:
-                stale.refresh_from_db()
+                try:
+                    stale.refresh_from_db()
+                except OperationalError:
+                    # SQLite's shared-cache test database refuses a read while the
+                    # worker thread holds the table lock instead of waiting: poll again.
+                    time.sleep(0.05)
+                    continue
                 if stale.ended_at is not None:
                     break
+                time.sleep(0.05)
     finally:
         app.conf.task_always_eager = True
     assert result.id
