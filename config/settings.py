@@ -370,6 +370,12 @@ if CONSENT_MODE not in {"opt-in", "opt-out"}:
 
 GEOIP_ENABLED = env_bool("GEOIP_ENABLED", True)
 
+# /.well-known/gpc.json: the date this site's GPC support last changed.
+GPC_LAST_UPDATE = env_str("GPC_LAST_UPDATE", "2026-11-29")
+
+# Retention purges delete this many rows per transaction.
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 5000)
+
 # Ingestion. Events for a session that ended less than the grace period ago (the unload
 # beacon, a retried batch) are still accepted; later ones get a 409 so the client restores.
 EVENTS_GRACE_PERIOD = timedelta(seconds=env_int("EVENTS_GRACE_SECONDS", 5 * 60))

@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health, views
+from privacy import apis as privacy_apis
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -10,7 +11,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path(".well-known/gpc.json", privacy_apis.gpc_well_known, name="gpc"),
     path("api/sessions/", include("sessions_app.urls")),
+    path("api/sessions/", include("privacy.urls")),
     path("api/personalization/", include("personalization.urls")),
     path("v1/", include("sessions_app.segment_urls")),
     # Anything else under the API prefixes is a problem-details 404, even with DEBUG on.

@@ -27,6 +27,16 @@ def consent_defaults() -> dict[str, bool]:
     return {p: (opt_out and p in OPT_OUT_DEFAULT_ON) for p in PURPOSES}
 
 
+def consent_normalise(given: Mapping[str, bool] | None) -> dict[str, bool]:
+    """The purposes a payload decided, aliases mapped to their purpose; unknown keys dropped."""
+    out: dict[str, bool] = {}
+    for key, value in (given or {}).items():
+        purpose = ALIASES.get(key, key)
+        if purpose in PURPOSES and isinstance(value, bool):
+            out[purpose] = value
+    return out
+
+
 def consent_resolve(
     *,
     given: Mapping[str, bool] | None,

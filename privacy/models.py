@@ -109,14 +109,16 @@ class ConsentRecord(AppendOnlyModel):
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="consent_records")
+    # SET_NULL: proof of consent outlives the session it was given in (retention purges
+    # sessions after 13 months, consent records after 3 years); erasure deletes both.
     session = models.ForeignKey(
-        "sessions_app.UserSession", null=True, blank=True, on_delete=models.CASCADE, related_name="consent_records"
+        "sessions_app.UserSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="consent_records"
     )
     profile = models.ForeignKey(
         "sessions_app.GlobalUserProfile",
         null=True,
         blank=True,
-        on_delete=models.CASCADE,
+        on_delete=models.SET_NULL,
         related_name="consent_records",
     )
     anonymous_id = models.CharField(max_length=128, blank=True, default="")

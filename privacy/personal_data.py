@@ -12,6 +12,7 @@ PERSONAL_DATA = [
         links={"sessions": "session", "profiles": "profile", "anonymous_ids": "anonymous_id"},
         unlinked={"ip_truncated": "a /24 or /48 network shared by many people, not an identifier of one"},
         retention="consent_records",
+        retention_field="recorded_at",
         description="Consent decisions with their proof: policy version, notice hash, source, time, device.",
     ),
 ]

@@ -59,8 +59,9 @@ class PersonalData:
     encrypted: tuple[str, ...] = ()
     # Fields that look user-linked but deliberately join no subject, each with the reason.
     unlinked: Mapping[str, str] = field(default_factory=dict)
-    # The RetentionPolicy data type that bounds this table, if any.
+    # The RetentionPolicy data type that bounds this table, and the date field it is measured from.
     retention: str | None = None
+    retention_field: str | None = None
     # Dotted path of fn(scope) -> iterable of cache keys derived from the subject (deleted on erasure).
     cache_keys: str | None = None
 
@@ -176,6 +177,13 @@ def user_linked_fields(model: type[models.Model], registered: set[str]) -> list[
     return out
 
 
+def _field_or_none(model: type[models.Model], name: str) -> models.Field | None:
+    try:
+        return model._meta.get_field(name)
+    except Exception:
+        return None
+
+
 def _path_valid(model: type[models.Model], path: str) -> bool:
     if path == "pk":
         return True
@@ -217,6 +225,12 @@ def registry_check(
                 problems.append(f"{entry.model}: unknown link kind {key!r} (use one of {', '.join(SCOPE_KEYS)})")
             if not _path_valid(model, path):
                 problems.append(f"{entry.model}: link path {path!r} does not exist")
+        if bool(entry.retention) != bool(entry.retention_field):
+            problems.append(f"{entry.model}: retention and retention_field go together")
+        if entry.retention_field and not isinstance(
+            _field_or_none(model, entry.retention_field), models.DateTimeField | models.DateField
+        ):
+            problems.append(f"{entry.model}: retention_field {entry.retention_field!r} is not a date field")
         for name in (*entry.exclude, *entry.encrypted, *entry.unlinked):
             if name not in names:
                 problems.append(f"{entry.model}: field {name!r} named in the registry does not exist")

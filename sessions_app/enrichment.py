@@ -41,6 +41,8 @@ class RequestMeta:
     country: str
     device: DeviceInfo
     gpc: bool
+    # The raw user agent, kept only as consent proof (privacy.ConsentRecord), truncated.
+    user_agent: str = ""
 
 
 def client_ip(meta: dict[str, Any]) -> str:
@@ -126,4 +128,5 @@ def request_meta_from(meta: dict[str, Any], *, user_agent: str | None = None, ip
         country=country_for_network(network),
         device=parse_user_agent(ua),
         gpc=meta.get("HTTP_SEC_GPC", "").strip() == "1",
+        user_agent=ua[:512],
     )

@@ -7,6 +7,7 @@ PERSONAL_DATA = [
         model="sessions_app.BehaviorEvent",
         links={"sessions": "session", "profiles": "profile", "anonymous_ids": "anonymous_id"},
         retention="events",
+        retention_field="received_at",
         description="Behaviour events: page views, clicks, conversions, with their page and properties.",
     ),
     PersonalData(
@@ -30,6 +31,7 @@ PERSONAL_DATA = [
             "ip_truncated": "a /24 or /48 network shared by many people, not an identifier of one",
         },
         retention="sessions",
+        retention_field="last_activity_at",
         description="Visits: device, browser, country, network (truncated), referrer, campaign, counters, consent.",
     ),
     PersonalData(
@@ -37,6 +39,7 @@ PERSONAL_DATA = [
         links={"fingerprints": "pk", "profiles": "profile"},
         unlinked={"fingerprint_hash": "the row itself is found through its id in the subject's scope"},
         retention="fingerprints",
+        retention_field="last_seen_at",
         description="Device fingerprints, stored only with fingerprinting consent.",
     ),
     PersonalData(

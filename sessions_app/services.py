@@ -16,11 +16,11 @@ from django.utils import timezone
 
 from config.api.errors import ValidationFailed
 from federation.models import Neuron
-from personalization.services import interest_forget
 from privacy.consent import consent_resolve, has_consent
+from privacy.services import consent_session_opened, consent_update, identifier_is_erased
 from sessions_app.enrichment import RequestMeta
 from sessions_app.identity import profile_identify
-from sessions_app.linking import identity_forget_fingerprints, identity_link_enqueue
+from sessions_app.linking import identity_link_enqueue
 from sessions_app.models import DeviceFingerprint, EndReason, GlobalUserProfile, UserSession
 from sessions_app.selectors import session_get_by_token
 
@@ -158,9 +158,7 @@ def session_create(
     previous = found.session if found else None
     if found is not None and previous is not None and session_is_alive(previous, now=now):
         if consent is not None or request_meta.gpc:
-            previous.consent = consent_resolve(given=consent, previous=previous.consent, gpc=request_meta.gpc)
-            previous.gpc = previous.gpc or request_meta.gpc
-            previous.save(update_fields=["consent", "gpc"])
+            previous = consent_update(session=previous, given=consent, request_meta=request_meta)
         if found.via_previous:
             # The client restored with a token in its grace period: give it the current one.
             return SessionResult(previous, _rotate_token(session=previous, now=now), restored=True)
@@ -171,6 +169,9 @@ def session_create(
         effective = consent_resolve(given=consent, previous=previous.consent, gpc=request_meta.gpc)
         profile = previous.profile
     else:
+        # An erased visitor's identifier is never reattached to new data (privacy tombstones).
+        if anonymous_id and identifier_is_erased(subject_type="anonymousId", value=anonymous_id):
+            anonymous_id = None
         anonymous_id = anonymous_id or str(uuid.uuid4())
         effective = consent_resolve(given=consent, gpc=request_meta.gpc)
         profile = None
@@ -187,6 +188,7 @@ def session_create(
         profile=profile,
         now=now,
     )
+    consent_session_opened(session=session, given=consent, request_meta=request_meta)
     if fp is not None:
         identity_link_enqueue(session=session)
     return SessionResult(session, token, restored=False)
@@ -235,21 +237,10 @@ def session_update(
     session = UserSession.objects.select_for_update(of=("self",)).select_related("profile", "neuron").get(pk=session.pk)
     fields: set[str] = set()
     token: str | None = None
-    personalization_withdrawn = False
 
     if consent is not None or (request_meta and request_meta.gpc):
-        gpc = bool(request_meta and request_meta.gpc)
-        had_fingerprinting = has_consent(session.consent, "fingerprinting")
-        had_personalization = has_consent(session.consent, "personalization")
-        session.consent = consent_resolve(given=consent, previous=session.consent, gpc=gpc)
-        personalization_withdrawn = had_personalization and not has_consent(session.consent, "personalization")
-        session.gpc = session.gpc or gpc
-        fields |= {"consent", "gpc"}
-        if not has_consent(session.consent, "fingerprinting") and (had_fingerprinting or session.fingerprint_id):
-            # Withdrawal: the device's fingerprints and the probabilistic links resting on them go,
-            # merges they caused are undone (which may move this session back to its own profile).
-            identity_forget_fingerprints(session=session)
-            session.refresh_from_db(fields=["profile", "fingerprint"])
+        # The ledger records each decision and applies a withdrawal at once (privacy.ledger).
+        session = consent_update(session=session, given=consent, request_meta=request_meta)
 
     if fingerprint is not None:
         fp = _fingerprint_store(neuron=session.neuron, fingerprint=fingerprint, consent=session.consent, now=now)
@@ -258,7 +249,7 @@ def session_update(
             fields.add("fingerprint")
             identity_link_enqueue(session=session)
 
-    if user_id is not None:
+    if user_id is not None and not identifier_is_erased(subject_type="userId", value=user_id):
         if profile_identify(session=session, user_id=user_id, now=now):
             # A privilege change must not keep the old credential.
             token = _rotate_token(session=session, now=now)
@@ -285,9 +276,6 @@ def session_update(
 
     if fields:
         session.save(update_fields=sorted(fields))
-    if personalization_withdrawn:
-        # After the save: the profile's vector is rebuilt from the sessions that still consent.
-        interest_forget(session=session)
     return SessionResult(session, token)
 
 

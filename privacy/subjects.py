@@ -1,0 +1,181 @@
+"""Who a data subject is: from one identifier to every identifier held on that person.
+
+A data-subject request names one identifier (a user id, a profile's public id,
+a session id or an anonymous id). `subject_scope` widens it to the person:
+the profiles merged into one another, the sessions of those profiles, the
+anonymous ids of those sessions, the fingerprints recorded for them, and the
+user-id hashes. Registry links (privacy.registry) match rows against these sets.
+
+It never widens into someone else: an anonymous id that another identified
+person's sessions also carry (a shared device) is left out, and so is a
+fingerprint that other people's sessions use.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Q
+
+from privacy.crypto import identifier_hash
+from privacy.models import SubjectType
+from sessions_app.models import DeviceFingerprint, GlobalUserProfile, UserSession
+
+# The namespace sessions_app.identity hashes aliased identifiers under.
+ALIAS_NAMESPACE = "alias"
+
+
+@dataclass
+class SubjectScope:
+    profiles: set[int] = field(default_factory=set)
+    sessions: set[int] = field(default_factory=set)
+    anonymous_ids: set[str] = field(default_factory=set)
+    fingerprints: set[int] = field(default_factory=set)
+    user_id_hashes: set[str] = field(default_factory=set)
+
+    def is_empty(self) -> bool:
+        return not (self.profiles or self.sessions or self.anonymous_ids or self.fingerprints or self.user_id_hashes)
+
+    def values(self, key: str) -> set[Any]:
+        return getattr(self, key)
+
+    def as_counts(self) -> dict[str, int]:
+        return {key: len(self.values(key)) for key in SCOPE_KEYS}
+
+
+SCOPE_KEYS = ("profiles", "sessions", "anonymous_ids", "fingerprints", "user_id_hashes")
+
+
+def subject_hash(*, subject_type: str, value: str) -> str:
+    """The keyed hash a request and a tombstone keep instead of the identifier."""
+    return identifier_hash(value, namespace=f"subject:{subject_type}")
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def _alias_profiles(value: str) -> set[int]:
+    from sessions_app.models import ProfileAlias
+
+    digest = identifier_hash(value, namespace=ALIAS_NAMESPACE)
+    return set(ProfileAlias.objects.filter(identifier_hash=digest).values_list("profile_id", flat=True))
+
+
+def _profile_closure(seeds: set[int]) -> set[int]:
+    """Every profile merged into the seeds' surviving profiles, and those survivors."""
+    profiles = set(seeds)
+    frontier = set(seeds)
+    # Up: the survivors the seeds were merged into.
+    while frontier:
+        up = set(
+            GlobalUserProfile.objects.filter(pk__in=frontier, merged_into__isnull=False).values_list(
+                "merged_into_id", flat=True
+            )
+        )
+        frontier = up - profiles
+        profiles |= up
+    frontier = set(profiles)
+    # Down: everything merged into any of them.
+    while frontier:
+        down = set(GlobalUserProfile.objects.filter(merged_into_id__in=frontier).values_list("pk", flat=True))
+        frontier = down - profiles
+        profiles |= down
+    return profiles
+
+
+def subject_scope(*, subject_type: str, value: str) -> SubjectScope:
+    """Every identifier held on the person behind `value`; empty when nothing is held."""
+    seed_profiles: set[int] = set()
+    seed_sessions: set[int] = set()
+    seed_anonymous: set[str] = set()
+    if subject_type == SubjectType.USER_ID:
+        digest = identifier_hash(value)
+        seed_profiles |= set(GlobalUserProfile.objects.filter(user_id_hash=digest).values_list("pk", flat=True))
+        seed_profiles |= _alias_profiles(value)
+    elif subject_type == SubjectType.PROFILE_ID:
+        public_id = _as_uuid(value)
+        if public_id:
+            seed_profiles |= set(GlobalUserProfile.objects.filter(public_id=public_id).values_list("pk", flat=True))
+    elif subject_type == SubjectType.SESSION_ID:
+        public_id = _as_uuid(value)
+        if public_id:
+            for pk, profile_id in UserSession.objects.filter(public_id=public_id).values_list("pk", "profile_id"):
+                seed_sessions.add(pk)
+                if profile_id:
+                    seed_profiles.add(profile_id)
+    elif subject_type == SubjectType.ANONYMOUS_ID:
+        rows = UserSession.objects.filter(anonymous_id=value).values_list("pk", "profile_id")
+        for pk, profile_id in rows:
+            seed_sessions.add(pk)
+            if profile_id:
+                seed_profiles.add(profile_id)
+        seed_profiles |= _alias_profiles(value)
+        if rows or seed_profiles:
+            seed_anonymous.add(value)
+    else:
+        raise ValueError(f"unknown subject type {subject_type!r}")
+
+    scope = SubjectScope()
+    scope.profiles = _profile_closure(seed_profiles) if seed_profiles else set()
+    session_rows = UserSession.objects.filter(
+        Q(pk__in=seed_sessions) | Q(profile_id__in=scope.profiles) | Q(anonymous_id__in=seed_anonymous)
+    ).values_list("pk", "anonymous_id", "profile_id", "fingerprint_id")
+    candidates_anonymous = set(seed_anonymous)
+    fingerprint_candidates: set[int] = set()
+    for pk, anonymous_id, profile_id, fingerprint_id in session_rows:
+        # A session of this anonymous id that belongs to another identified person is theirs.
+        if profile_id and profile_id not in scope.profiles and pk not in seed_sessions:
+            continue
+        scope.sessions.add(pk)
+        if anonymous_id:
+            candidates_anonymous.add(anonymous_id)
+        if fingerprint_id:
+            fingerprint_candidates.add(fingerprint_id)
+    # The device's other anonymous sessions (before any login) are the subject's too.
+    more = UserSession.objects.filter(anonymous_id__in=candidates_anonymous, profile__isnull=True).exclude(
+        pk__in=scope.sessions
+    )
+    for pk, fingerprint_id in more.values_list("pk", "fingerprint_id"):
+        scope.sessions.add(pk)
+        if fingerprint_id:
+            fingerprint_candidates.add(fingerprint_id)
+    shared_anonymous = set(
+        UserSession.objects.filter(anonymous_id__in=candidates_anonymous, profile__isnull=False)
+        .exclude(profile_id__in=scope.profiles)
+        .exclude(pk__in=scope.sessions)
+        .values_list("anonymous_id", flat=True)
+    )
+    scope.anonymous_ids = candidates_anonymous - shared_anonymous
+    shared_fingerprints = set(
+        UserSession.objects.filter(fingerprint_id__in=fingerprint_candidates)
+        .exclude(pk__in=scope.sessions)
+        .values_list("fingerprint_id", flat=True)
+    )
+    scope.fingerprints = (fingerprint_candidates - shared_fingerprints) | set(
+        DeviceFingerprint.objects.filter(profile_id__in=scope.profiles).values_list("pk", flat=True)
+    )
+    scope.user_id_hashes = set(
+        GlobalUserProfile.objects.filter(pk__in=scope.profiles, user_id_hash__isnull=False).values_list(
+            "user_id_hash", flat=True
+        )
+    )
+    return scope
+
+
+def subject_identifiers(scope: SubjectScope) -> dict[str, list[str]]:
+    """The public identifiers in a scope (for the export document and tombstones)."""
+    return {
+        "profileIds": sorted(
+            str(u) for u in GlobalUserProfile.objects.filter(pk__in=scope.profiles).values_list("public_id", flat=True)
+        ),
+        "sessionIds": sorted(
+            str(u) for u in UserSession.objects.filter(pk__in=scope.sessions).values_list("public_id", flat=True)
+        ),
+        "anonymousIds": sorted(scope.anonymous_ids),
+    }
