@@ -126,7 +126,9 @@ def retention_policy_update(
     *, policy: RetentionPolicy, duration_days: int, enabled: bool, actor: Any
 ) -> RetentionPolicy:
     """Change a policy (admin): audited, with the old and new values."""
-    before = {"durationDays": policy.duration_days, "enabled": policy.enabled}
+    # From the database: an admin form has already set the new values on `policy`.
+    stored = RetentionPolicy.objects.select_for_update().get(pk=policy.pk)
+    before = {"durationDays": stored.duration_days, "enabled": stored.enabled}
     policy.duration_days = duration_days
     policy.enabled = enabled
     policy.full_clean()

@@ -161,3 +161,27 @@ def test_daily_job_is_scheduled_and_runs():
     now = timezone.now()
     _old_and_new_data(now)
     assert apply_retention.delay().get()["events"] == 5
+
+
+def test_admin_edit_of_a_policy_is_audited(client, django_user_model):
+    """Changing a duration in the admin goes through the audited service."""
+    user = django_user_model.objects.create_superuser("root", "root@example.com", "pw-root-123")
+    client.force_login(user)
+    policy = RetentionPolicy.objects.get(data_type="fingerprints")
+    response = client.post(
+        f"/admin/privacy/retentionpolicy/{policy.pk}/change/", {"duration_days": 90, "enabled": "on"}
+    )
+    assert response.status_code == 302, response.content[:500]
+    policy.refresh_from_db()
+    assert policy.duration_days == 90
+    entry = AuditEntry.objects.get(action="retention.policy_changed")
+    assert entry.details["before"]["durationDays"] == 180 and entry.details["after"]["durationDays"] == 90
+
+
+def test_admin_cannot_delete_audit_entries_or_consent_records(client, django_user_model):
+    user = django_user_model.objects.create_superuser("root", "root@example.com", "pw-root-123")
+    client.force_login(user)
+    audit_log(actor="system", action="x", subject="y")
+    entry = AuditEntry.objects.get()
+    assert client.get(f"/admin/privacy/auditentry/{entry.pk}/delete/").status_code == 403
+    assert client.get("/admin/privacy/consentrecord/").status_code == 200
