@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from django.apps import apps
+from django.conf import settings
 from django.db import models
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
@@ -321,3 +322,36 @@ def test_the_task_runs_the_request(alice):
 
     request, _ = dsar_create(kind="export", value=alice.user_id, subject_type="userId", requested_by="staff")
     assert run_data_subject_request.delay(request.pk).get() == "completed"
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="needs the real broker (REDIS_URL)")
+@pytest.mark.django_db(transaction=True)
+def test_erasure_runs_through_a_real_worker(staff_user):
+    """The DELETE queues the request on the broker; a worker started here erases and verifies it."""
+    import time
+    from datetime import timedelta
+
+    from celery.contrib.testing.worker import start_worker
+    from django.utils import timezone
+
+    from config.celery import app
+    from tests.sessions_app.factories import BehaviorEventFactory, UserSessionFactory
+
+    session = UserSessionFactory()
+    BehaviorEventFactory.create_batch(3, session=session)
+    client = APIClient()
+    client.force_authenticate(staff_user)
+    app.conf.task_always_eager = False
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            response = client.delete(f"/api/sessions/user-data/{session.public_id}?idType=sessionId")
+            assert response.status_code == 202 and response.json()["status"] == "pending"
+            request = DataSubjectRequest.objects.get(public_id=response.json()["requestId"])
+            deadline = timezone.now() + timedelta(seconds=30)
+            while timezone.now() < deadline and request.status != "verified":
+                time.sleep(0.1)
+                request.refresh_from_db()
+    finally:
+        app.conf.task_always_eager = True
+    assert request.status == "verified"
+    assert not BehaviorEvent.objects.exists() and not UserSession.objects.exists()
