@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from personalization.models import ArchetypeMembership, ProfileInterest, Segment, SessionInterest
@@ -518,3 +520,27 @@ def test_withdrawing_personalization_consent_forgets_the_interests(neuron):
     assert response.status_code == 200, response.content
     assert not SessionInterest.objects.filter(session=session).exists()
     assert ProfileInterest.objects.get(profile=profile).weights == {}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["all", "any", "not", "field", "op", "value", "withinDays"]), children, max_size=3
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rule=json_values)
+def test_any_rule_document_gets_201_or_a_problem_never_a_500(staff_client, neuron, rule):
+    """Whatever JSON is posted as a rule, the answer is 201 or a 400 problem with paths under `rule`."""
+    response = staff_client.post(SEGMENTS, {"neuronId": neuron.slug, "name": "Generated", "rule": rule}, format="json")
+    if response.status_code == 201:
+        Segment.objects.filter(pk=response.json()["id"]).delete()
+        return
+    body = assert_problem(response, 400)
+    assert all(key.startswith("rule") for key in body["errors"])
