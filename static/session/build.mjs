@@ -1,0 +1,18 @@
+// Minify the session manager into static/session/dist/ (not committed) and print its size.
+//   session-manager.min.js   classic script (IIFE) for a plain <script> tag
+//   session-manager.min.mjs  ES module, for `import sessionManager from ...`
+import { build } from 'esbuild'
+import { readFileSync } from 'node:fs'
+import { gzipSync } from 'node:zlib'
+
+const entry = new URL('./session-manager.js', import.meta.url).pathname
+const dist = new URL('./dist/', import.meta.url).pathname
+const common = { entryPoints: [entry], bundle: true, minify: true, target: 'es2019', legalComments: 'none' }
+
+await build({ ...common, format: 'iife', outfile: `${dist}session-manager.min.js` })
+await build({ ...common, format: 'esm', outfile: `${dist}session-manager.min.mjs` })
+
+for (const name of ['session-manager.min.js', 'session-manager.min.mjs']) {
+  const raw = readFileSync(dist + name)
+  console.log(`${name}: ${raw.length} bytes minified, ${gzipSync(raw, { level: 9 }).length} bytes gzipped`)
+}
