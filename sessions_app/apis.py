@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -17,7 +18,7 @@ from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCh
 from federation.authentication import SiteKeyAuthentication
 from federation.permissions import HasSiteKey
 from sessions_app.authentication import SessionTokenAuthentication
-from sessions_app.enrichment import request_meta_from
+from sessions_app.enrichment import RequestMeta, request_meta_from
 from sessions_app.event_input import events_payload_parse
 from sessions_app.ingestion import events_ingest
 from sessions_app.models import UserSession
@@ -53,6 +54,16 @@ class UtmInput(StrictSerializer):
 class FingerprintInput(StrictSerializer):
     hash = StrictCharField(min_length=8, max_length=128)
     components = JSONObjectField(required=False, max_bytes=8 * 1024)
+
+
+def request_meta_with_gpc(request: Any, gpc: bool | None) -> RequestMeta:
+    """Request metadata, with a `gpc: true` from the body counted like `Sec-GPC: 1`.
+
+    The browser session manager reads navigator.globalPrivacyControl, which an extension
+    or a browser may expose without sending the header. It can only opt out, never in.
+    """
+    meta = request_meta_from(request.META)
+    return replace(meta, gpc=True) if gpc and not meta.gpc else meta
 
 
 class RestoreInput(StrictSerializer):
@@ -147,6 +158,7 @@ class SessionCreateApi(APIView):
         utm = UtmInput(required=False)
         fingerprint = FingerprintInput(required=False)
         restore = RestoreInput(required=False)
+        gpc = StrictBooleanField(required=False, help_text="navigator.globalPrivacyControl, as Sec-GPC.")
 
     class SessionCreated(serializers.Serializer):
         sessionId = serializers.UUIDField()
@@ -168,7 +180,7 @@ class SessionCreateApi(APIView):
         v = data.validated_data
         result = session_create(
             neuron=request.auth,
-            request_meta=request_meta_from(request.META),
+            request_meta=request_meta_with_gpc(request, v.get("gpc")),
             anonymous_id=v.get("anonymousId"),
             consent=v.get("consent"),
             referrer=v.get("referrer", ""),
@@ -213,6 +225,7 @@ class SessionDetailApi(SessionTokenApi):
         consent = ConsentInput(required=False)
         metadata = JSONObjectField(required=False, max_bytes=16 * 1024)
         fingerprint = FingerprintInput(required=False)
+        gpc = StrictBooleanField(required=False, help_text="navigator.globalPrivacyControl, as Sec-GPC.")
 
     @extend_schema(responses={200: SessionOutput}, summary="Read the session")
     def get(self, request, session_id):
@@ -225,7 +238,7 @@ class SessionDetailApi(SessionTokenApi):
         v = data.validated_data
         result = session_update(
             session=self.session,
-            request_meta=request_meta_from(request.META),
+            request_meta=request_meta_with_gpc(request, v.get("gpc")),
             user_id=v.get("userId"),
             traits=v.get("traits"),
             preferences=v.get("preferences"),
