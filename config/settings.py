@@ -422,6 +422,10 @@ PERSONALIZATION_ARCHETYPE_MAX_K = env_int("PERSONALIZATION_ARCHETYPE_MAX_K", 8)
 PERSONALIZATION_RECOMMEND_WINDOW = timedelta(days=env_int("PERSONALIZATION_RECOMMEND_WINDOW_DAYS", 90))
 PERSONALIZATION_RECOMMEND_REFRESH_SECONDS = env_int("PERSONALIZATION_RECOMMEND_REFRESH_SECONDS", 3600)
 
+# /demo/: the browser session manager against this server, for the demo site `make run` seeds.
+DEMO_PAGE_ENABLED = env_bool("DEMO_PAGE_ENABLED", not PRODUCTION)
+DEMO_NEURON_SLUG = env_str("DEMO_NEURON_SLUG", "demo")
+
 
 # ---------------------------------------------------------------------------
 # Logging

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health, views
 from privacy import apis as privacy_apis
+from sessions_app.views import demo_page
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -16,6 +17,8 @@ urlpatterns = [
     path("api/sessions/", include("privacy.urls")),
     path("api/personalization/", include("personalization.urls")),
     path("v1/", include("sessions_app.segment_urls")),
+    path("demo/", demo_page, name="demo"),
+    path("demo/<path:rest>", demo_page, name="demo-path"),
     # Anything else under the API prefixes is a problem-details 404, even with DEBUG on.
     re_path(r"^(api|v1)/", views.not_found),
 ]
