@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint format migrate demo serve worker beat bench clean
+.PHONY: run test install lint format migrate demo serve worker beat bench clean js chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,18 +15,33 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
+# npm packages (the session manager's minifier) from package-lock.json; node_modules is not committed.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+## make js: minify static/session/session-manager.js into static/session/dist/ and print its size
+js: $(NODE_STAMP)
+	node static/session/build.mjs
+
+# The browser tests drive Debian's Chromium (never a downloaded browser).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
 ## make run: venv, install, migrate, demo site + staff user + demo data, serve on 127.0.0.1:8000
-run: install
+run: install js
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py setup_periodic_tasks
 	$(PY) manage.py seed_demo
 	$(VENV)/bin/uvicorn config.asgi:application --host 127.0.0.1 --port 8000 --no-access-log --lifespan off
 
 ## make test: venv, install, lint, the whole suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
-test: install
+test: install js chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run
+	node --test tests/js/
 	$(VENV)/bin/pytest
 
 lint: install
@@ -48,4 +63,4 @@ bench: install
 	$(PY) bench/recommend_eval.py
 
 clean:
-	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm staticfiles
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-wal db.sqlite3-shm staticfiles node_modules static/session/dist

@@ -17,7 +17,7 @@ from config.api.parsers import JSONParser, TextJSONParser
 from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
 from federation.authentication import SiteKeyAuthentication
 from federation.permissions import HasSiteKey
-from sessions_app.authentication import SessionTokenAuthentication
+from sessions_app.authentication import BeaconTokenAuthentication, SessionTokenAuthentication
 from sessions_app.enrichment import RequestMeta, request_meta_from
 from sessions_app.event_input import events_payload_parse
 from sessions_app.ingestion import events_ingest
@@ -273,6 +273,8 @@ class SessionEndApi(SessionTokenApi):
 class EventsIngestApi(SessionTokenApi):
     """One event, or {"events": [...]} up to EVENTS_MAX_BATCH; a 200 means committed."""
 
+    # A beacon carries its token in the body: it can set neither headers nor a JSON type.
+    authentication_classes = [SessionTokenAuthentication, BeaconTokenAuthentication]
     permission_classes = [IsSessionTokenHolderEvenEnded]
     # text/plain too: navigator.sendBeacon (the unload beacon) cannot set a JSON content type.
     parser_classes = [JSONParser, TextJSONParser]
@@ -303,6 +305,9 @@ class EventsIngestApi(SessionTokenApi):
     @extend_schema(request=BatchInput, responses={200: IngestOutput}, summary="Send one event or a batch")
     def post(self, request, session_id):
         received_at = timezone.now()
-        events, sent_at = events_payload_parse(request.data)
+        payload = request.data
+        if isinstance(request.successful_authenticator, BeaconTokenAuthentication):
+            payload = {key: value for key, value in payload.items() if key != BeaconTokenAuthentication.body_field}
+        events, sent_at = events_payload_parse(payload)
         result = events_ingest(session=self.session, events=events, sent_at=sent_at, received_at=received_at)
         return Response({"stored": result.stored, "duplicates": result.duplicates, "anonymous": result.anonymous})

@@ -31,3 +31,31 @@ class SessionTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Any) -> str:
         return 'Bearer realm="session"'
+
+
+class BeaconTokenAuthentication(BaseAuthentication):
+    """The session token as `token` in a text/plain JSON body, for `navigator.sendBeacon`.
+
+    A beacon (the unload delivery of the last batch) cannot set headers, and sends a
+    string body as text/plain. Only that shape is accepted, and only without an
+    Authorization header; the view drops `token` from the payload it validates.
+    """
+
+    body_field = "token"
+
+    def authenticate(self, request: Any) -> tuple[Any, TokenMatch] | None:
+        if get_authorization_header(request) or not (request.content_type or "").startswith("text/plain"):
+            return None
+        data = request.data  # parsed by the view's parsers: size-capped, malformed JSON is a 400
+        if not isinstance(data, dict) or self.body_field not in data:
+            return None
+        token = data[self.body_field]
+        if not isinstance(token, str):
+            raise AuthenticationFailed("Malformed session token.")
+        match = session_get_by_token(token=token)
+        if match is None:
+            raise AuthenticationFailed("Invalid or expired session token.")
+        return AnonymousUser(), match
+
+    def authenticate_header(self, request: Any) -> str:
+        return 'Bearer realm="session"'

@@ -424,12 +424,16 @@ export function createSessionManager(env = {}) {
     const extra = { sentAt: iso(), token: state.tok }
     const url = `${cfg.endpoint}/api/sessions/${state.sid}/events`
     let budget = BEACON_BYTES
+    // A beacon's delivery is never confirmed. While the server answers, a beacon the browser
+    // accepted is trusted; after a failed send the events also stay queued for the next page
+    // (a second copy is harmless: the server stores each messageId once).
+    const keep = attempt > 0
     for (const events of chunk(queue.all(), extra, BEACON_BYTES)) {
       const body = JSON.stringify({ ...extra, events })
       // A string body goes as text/plain: no CORS preflight, which an unloading page cannot wait for.
       if (body.length > budget || !nav.sendBeacon(url, body)) break
       budget -= body.length
-      queue.remove(events.map((e) => e.messageId))
+      if (!keep) queue.remove(events.map((e) => e.messageId))
     }
   }
 

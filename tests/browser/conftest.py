@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -40,16 +42,64 @@ def _require_chromium() -> None:
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
 
 
-class _SerialServer(WSGIServer):
-    """One request at a time, and the port can be bound again at once after a stop.
+class _BrowserTestWSGIServer(WSGIServer):
+    """The live server for browser tests.
 
-    Serial handling keeps SQLite's shared in-memory test connection to one thread at a
-    time; reusing the address lets a test stop the server and bring it back on the same
-    port, which is what a browser sees when the backend goes away and returns.
+    - A thread per connection, so a socket Chromium opens ahead of time and leaves idle
+      cannot hold up the requests behind it.
+    - One request at a time through Django, which keeps SQLite's shared in-memory test
+      connection to one thread at a time.
+    - One request per connection (not a ThreadingMixIn, so Django answers
+      `Connection: close`), and stopping closes every open socket: a stopped server
+      answers nothing, as a backend that went away.
+    - The port can be bound again at once, so a test can bring the server back.
     """
 
     def __init__(self, *args: Any, connections_override: Any = None, allow_reuse_address: bool = True, **kw: Any):
         super().__init__(*args, allow_reuse_address=True, **kw)
+        self.connections_override = connections_override or {}
+        self._django = threading.Lock()
+        self._sockets: set[Any] = set()
+
+    def get_app(self) -> Any:
+        app = super().get_app()
+
+        def one_at_a_time(environ: Any, start_response: Any) -> list[bytes]:
+            with self._django:
+                response = app(environ, start_response)
+                try:
+                    return list(response)
+                finally:
+                    if hasattr(response, "close"):
+                        response.close()
+
+        return one_at_a_time
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._sockets.add(request)
+        threading.Thread(target=self._serve, args=(request, client_address), daemon=True).start()
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        from django.db import connections
+
+        for alias, conn in self.connections_override.items():
+            connections[alias] = conn
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self._sockets.discard(request)
+            self.shutdown_request(request)
+            connections.close_all()
+
+    def server_close(self) -> None:
+        super().server_close()
+        for sock in list(self._sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class BrowserTestServer:
@@ -64,7 +114,7 @@ class BrowserTestServer:
     @staticmethod
     def _start(address: str) -> LiveServer:
         server = LiveServer(address, start=False)
-        server.thread.server_class = _SerialServer
+        server.thread.server_class = _BrowserTestWSGIServer
         server.start()
         return server
 

@@ -337,6 +337,16 @@ describe('session', () => {
     assert.equal(b.manager.getCurrentSession().queued, 0)
   })
 
+  test('after a failed send, beaconed events also stay queued for the next page', async () => {
+    const b = await consented()
+    b.server.offline = true
+    b.manager.trackEvent('a')
+    await b.advance(5000)
+    b.fire('window', 'pagehide')
+    assert.equal(b.beacons.length, 1)
+    assert.equal(b.manager.getCurrentSession().queued, 1)
+  })
+
   test('events stay queued when the browser refuses the beacon', async () => {
     const b = await consented()
     b.window.navigator.beaconResult = false
