@@ -64,8 +64,11 @@ def test_expired_stored_session_is_restored_as_a_new_session_of_the_same_visitor
     past = timezone.now() - timedelta(hours=2)
     UserSession.objects.filter(pk=first.pk).update(started_at=past, last_activity_at=past, expires_at=past)
     # The browser also believes it expired (its own clock estimate), so the next page restores.
-    page.js("k => { const s = JSON.parse(localStorage.getItem('spe:' + k)); s.exp = 0; "
-            "localStorage.setItem('spe:' + k, JSON.stringify(s)) }", site.publishable_key)
+    page.js(
+        "k => { const s = JSON.parse(localStorage.getItem('spe:' + k)); s.exp = 0; "
+        "localStorage.setItem('spe:' + k, JSON.stringify(s)) }",
+        site.publishable_key,
+    )
     page.page.reload()
     page.wait_for("() => window.sm && sm.getSessionId()")
     second = page.js("() => sm.getSessionId()")
@@ -126,7 +129,14 @@ def test_fingerprint_is_sent_only_after_fingerprinting_consent(open_page, site, 
     fp = session.fingerprint
     assert fp is not None and len(fp.fingerprint_hash) == 64
     assert set(fp.components) <= {
-        "screen", "pixelRatio", "timezone", "languages", "platform", "cores", "memory", "touchPoints",
+        "screen",
+        "pixelRatio",
+        "timezone",
+        "languages",
+        "platform",
+        "cores",
+        "memory",
+        "touchPoints",
     }
     page.js("() => sm.updateConsent({ fingerprinting: false })")
     session.refresh_from_db()
@@ -142,9 +152,7 @@ def test_token_rotation_mid_session_is_adopted_without_losing_the_session(open_p
     first = page.stored_state(site.publishable_key)["tok"]
     page.page.mouse.move(5, 5)
     page.page.mouse.move(50, 50)
-    page.wait_for(
-        "([k, t]) => JSON.parse(localStorage.getItem('spe:' + k)).tok !== t", [site.publishable_key, first]
-    )
+    page.wait_for("([k, t]) => JSON.parse(localStorage.getItem('spe:' + k)).tok !== t", [site.publishable_key, first])
     second = page.stored_state(site.publishable_key)["tok"]
     # The next call goes out with the new token and reaches the same session.
     result = page.js("() => sm.exportData()")

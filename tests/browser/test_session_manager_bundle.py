@@ -56,7 +56,9 @@ def test_plain_script_tag_installs_the_global_and_tracks(chromium, server, site,
                 status=200, content_type="text/javascript", body=(bundle / "session-manager.min.js").read_text()
             ),
         )
-        context.route(f"{server.url}/__plain__/page", lambda route: route.fulfill(status=200, content_type="text/html", body=html))
+        context.route(
+            f"{server.url}/__plain__/page", lambda route: route.fulfill(status=200, content_type="text/html", body=html)
+        )
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))

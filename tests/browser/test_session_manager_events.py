@@ -75,7 +75,9 @@ def test_offline_queue_survives_a_reload_and_drains_once_the_server_is_back(open
     server.stop()
     ids = track_many(page, 7)
     page.wait_for("() => smLog.filter(e => e.name === 'error' && e.data.type === 'send').length >= 2")
-    queued = page.js("k => JSON.parse(localStorage.getItem('spe:' + k + ':queue')).map(e => e.messageId)", site.publishable_key)
+    queued = page.js(
+        "k => JSON.parse(localStorage.getItem('spe:' + k + ':queue')).map(e => e.messageId)", site.publishable_key
+    )
     assert queued == ids
     page.page.reload()
     page.wait_for("() => window.sm && sm.getSessionId()")
@@ -182,9 +184,9 @@ def test_single_page_navigation_records_each_page_view(open_page, site):
     views = list(
         # Insertion order is the client's order (one request in flight at a time); corrected
         # timestamps carry each request's latency, which a loaded machine can make reorder.
-        BehaviorEvent.objects.filter(event_type="page_view").order_by("id").values_list(
-            "page_path", "page_title", "referrer"
-        )
+        BehaviorEvent.objects.filter(event_type="page_view")
+        .order_by("id")
+        .values_list("page_path", "page_title", "referrer")
     )
     base = page.server.url
     assert [v[0] for v in views] == ["/__test__/page", "/__test__/products", "/__test__/cart", "/__test__/products"]
@@ -224,8 +226,10 @@ def test_events_after_the_session_is_gone_restore_and_are_resent(open_page, site
     else:
         UserSession.objects.filter(pk=first.pk).update(token_hash="0" * 64, previous_token_hash=None)
     ids = track_many(page, 3)
-    second = page.wait_for("(s) => sm.getSessionId() !== s && sm.getCurrentSession().queued === 0 && sm.getSessionId()",
-                           str(first.public_id))
+    second = page.wait_for(
+        "(s) => sm.getSessionId() !== s && sm.getCurrentSession().queued === 0 && sm.getSessionId()",
+        str(first.public_id),
+    )
     new = UserSession.objects.get(public_id=second)
     assert new.anonymous_id == first.anonymous_id
     assert stored_ids(session=new) == set(ids)
@@ -257,7 +261,11 @@ def test_demo_page_tracks_clicks_after_consent(chromium, server, settings):
         page.wait_for_function("() => document.querySelector('[data-field=queued]').textContent === '0'")
         wait_until(lambda: BehaviorEvent.objects.filter(neuron=neuron).count() == 3)
         rows = set(BehaviorEvent.objects.values_list("event_type", "event_name"))
-        assert rows == {("page_view", "Home · Demo shop"), ("custom", "add_to_cart"), ("page_view", "Products · Demo shop")}
+        assert rows == {
+            ("page_view", "Home · Demo shop"),
+            ("custom", "add_to_cart"),
+            ("page_view", "Products · Demo shop"),
+        }
         assert errors == []
     finally:
         context.close()
