@@ -17,3 +17,19 @@ class SessionTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "The session token from /create."}
+
+
+class BeaconTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "sessions_app.authentication.BeaconTokenAuthentication"
+    name = "beaconToken"
+
+    def get_security_definition(self, auto_schema):
+        # OpenAPI has no "token in the body" scheme; the description says where it really goes.
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": (
+                "The session token for navigator.sendBeacon, which cannot set headers: sent as `token` "
+                "in a text/plain JSON body, without an Authorization header."
+            ),
+        }
