@@ -452,14 +452,35 @@ def bridge_reject(*, bridge: SessionBridge, actor: Any, now: datetime | None = N
 # --- identify and alias --------------------------------------------------------------------------
 
 
+def device_is_shared(*, neuron_id: int, anonymous_id: str) -> bool:
+    """More than one user id was seen on this anonymous id (a family tablet, a shared computer)."""
+    users = (
+        UserSession.objects.filter(neuron_id=neuron_id, anonymous_id=anonymous_id, profile__user_id_hash__isnull=False)
+        .values_list("profile__user_id_hash", flat=True)
+        .distinct()[:2]
+    )
+    return len(users) > 1
+
+
 def _attach_device(*, session: UserSession, profile: GlobalUserProfile) -> None:
-    """The session, and its anonymous id's other sessions that have no profile yet, join `profile`."""
-    UserSession.objects.filter(
-        Q(pk=session.pk) | Q(neuron_id=session.neuron_id, anonymous_id=session.anonymous_id, profile__isnull=True)
-    ).update(profile=profile)
-    BehaviorEvent.objects.filter(
-        neuron_id=session.neuron_id, anonymous_id=session.anonymous_id, profile__isnull=True
-    ).update(profile=profile)
+    """The session joins `profile`, and so do its anonymous id's sessions without a profile yet,
+    unless the device is shared: once the anonymous id has served another user, its anonymous
+    sessions may be anyone's, so only the identified session moves."""
+    device = UserSession.objects.filter(neuron_id=session.neuron_id, anonymous_id=session.anonymous_id)
+    shared = (
+        device.exclude(pk=session.pk)
+        .filter(profile__user_id_hash__isnull=False)
+        .exclude(profile__user_id_hash=profile.user_id_hash)
+        .exists()
+    )
+    if shared:
+        UserSession.objects.filter(pk=session.pk).update(profile=profile)
+        BehaviorEvent.objects.filter(session_id=session.pk, profile__isnull=True).update(profile=profile)
+    else:
+        device.filter(Q(pk=session.pk) | Q(profile__isnull=True)).update(profile=profile)
+        BehaviorEvent.objects.filter(
+            neuron_id=session.neuron_id, anonymous_id=session.anonymous_id, profile__isnull=True
+        ).update(profile=profile)
     session.profile = profile
     interest_profile_recompute(profile=profile)
 

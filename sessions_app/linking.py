@@ -9,12 +9,16 @@ with the gap Δt between the two sides' activity, with half-life h:
 Signals (both sides must have fingerprinting consent for any of them):
 
 - fingerprint — a session of each profile carries the same fingerprint hash.
-      w = IDENTITY_FINGERPRINT_WEIGHT / (k − 1), where k is the number of
-      distinct profiles carrying that hash: a hash seen on many profiles is a
-      common configuration, not one device. If the hash is carried by profiles
-      of two different user ids it is a shared (family) device:
-      w ≤ IDENTITY_SHARED_DEVICE_CAP, below the merge threshold.
-      h = IDENTITY_FINGERPRINT_HALF_LIFE.
+      A "place" is a quiet network (at most IDENTITY_PLACE_MAX_DEVICES anonymous
+      ids within IDENTITY_PLACE_WINDOW: a home, not an office or a mobile
+      carrier's shared addresses); profiles carrying the hash that were seen on
+      a common place are at one place. w = IDENTITY_FINGERPRINT_WEIGHT when the
+      two profiles are at one place (one device through several anonymous ids),
+      else IDENTITY_FINGERPRINT_WEIGHT / L, where L ≥ 1 is the number of places
+      the hash was seen at (a popular configuration on several devices). If
+      the hash is carried by profiles of two different user ids it is a shared
+      (family) device: w ≤ IDENTITY_SHARED_DEVICE_CAP, below the merge
+      threshold. h = IDENTITY_FINGERPRINT_HALF_LIFE.
 - network — same truncated network (/24 or /48), browser family, OS family
       and device type, active within IDENTITY_NETWORK_WINDOW of each other.
       w = IDENTITY_NETWORK_WEIGHT / (m − 1), m = distinct profiles on that
@@ -43,7 +47,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import OperationalError, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from config.api.errors import Conflict
@@ -78,6 +82,7 @@ class Candidate:
     key: ProfileKey
     user_hash: str | None
     fingerprint_id: int | None
+    network: str
     network_key: tuple[str, str, str, str] | None
     started_at: datetime
     last_activity_at: datetime
@@ -182,6 +187,7 @@ def candidates_load(queryset) -> list[Candidate]:
                 key=key,
                 user_hash=user_hash,
                 fingerprint_id=r["fingerprint_id"],
+                network=r["ip_truncated"],
                 network_key=_network_key(r),
                 started_at=r["started_at"],
                 last_activity_at=r["last_activity_at"],
@@ -190,8 +196,53 @@ def candidates_load(queryset) -> list[Candidate]:
     return out
 
 
-def links_score(candidates: list[Candidate], *, focus: set[ProfileKey] | None = None) -> list[Link]:
+def _places(group: list[Candidate], place_networks: set[str]) -> dict[ProfileKey, object | None]:
+    """Profile key -> its place (a component of profiles sharing quiet networks), None if unplaced."""
+    parent: dict[object, object] = {}
+
+    def find(item: object) -> object:
+        parent.setdefault(item, item)
+        while parent[item] != item:
+            parent[item] = parent[parent[item]]
+            item = parent[item]
+        return item
+
+    placed = set()
+    for c in group:
+        find(c.key)
+        if c.network in place_networks:
+            parent[find(c.key)] = find(("net", c.network))
+            placed.add(c.key)
+    return {c.key: (find(c.key) if c.key in placed else None) for c in group}
+
+
+def place_networks_for(candidates: list[Candidate]) -> set[str]:
+    """Networks quiet enough to say "the same place": at most IDENTITY_PLACE_MAX_DEVICES anonymous
+    ids seen there within IDENTITY_PLACE_WINDOW of the newest candidate (a home, not an office
+    or a mobile carrier's shared addresses)."""
+    networks = {c.network for c in candidates if c.network and c.fingerprint_id}
+    if not networks:
+        return set()
+    newest = max(c.last_activity_at for c in candidates)
+    neuron_ids = {c.neuron_id for c in candidates}
+    rows = (
+        UserSession.objects.filter(
+            neuron_id__in=neuron_ids,
+            ip_truncated__in=networks,
+            last_activity_at__gte=newest - settings.IDENTITY_PLACE_WINDOW,
+        )
+        .values("ip_truncated")
+        .annotate(devices=Count("anonymous_id", distinct=True))
+    )
+    return {r["ip_truncated"] for r in rows if r["devices"] <= settings.IDENTITY_PLACE_MAX_DEVICES}
+
+
+def links_score(
+    candidates: list[Candidate], *, focus: set[ProfileKey] | None = None, place_networks: set[str] | None = None
+) -> list[Link]:
     """Score every pair of profiles the candidates connect (only pairs touching `focus`, if given)."""
+    if place_networks is None:
+        place_networks = place_networks_for(candidates)
     links: dict[tuple[ProfileKey, ProfileKey], Link] = {}
 
     def offer(name: str, x: Candidate, y: Candidate, weight: float, half_life: timedelta, extra: dict) -> None:
@@ -221,10 +272,12 @@ def links_score(candidates: list[Candidate], *, focus: set[ProfileKey] | None = 
         keys = {c.key for c in group}
         if len(keys) < 2:
             continue
+        # Places: profiles carrying the hash joined when seen on a common quiet network. One
+        # place is one device through any number of anonymous ids; several places mean a
+        # popular configuration on different devices.
+        place_of = _places(group, place_networks)
+        places = len(set(place_of.values()) - {None})
         users = {c.user_hash for c in group if c.user_hash}
-        weight = settings.IDENTITY_FINGERPRINT_WEIGHT / (len(keys) - 1)
-        if len(users) >= 2:
-            weight = min(weight, settings.IDENTITY_SHARED_DEVICE_CAP)
         best: dict[tuple[ProfileKey, ProfileKey], tuple[Candidate, Candidate]] = {}
         for i, x in enumerate(group):
             for y in group[i + 1 :]:
@@ -233,8 +286,18 @@ def links_score(candidates: list[Candidate], *, focus: set[ProfileKey] | None = 
                 pair = tuple(sorted((x.key, y.key), key=repr))
                 if pair not in best or _gap(x, y) < _gap(*best[pair]):
                     best[pair] = (x, y)
-        extra = {"fingerprintId": fingerprint_id, "sharedBy": len(keys), "sharedByUsers": len(users)}
         for x, y in best.values():
+            together = place_of[x.key] is not None and place_of[x.key] == place_of[y.key]
+            weight = settings.IDENTITY_FINGERPRINT_WEIGHT / (1 if together else max(1, places))
+            if len(users) >= 2:
+                weight = min(weight, settings.IDENTITY_SHARED_DEVICE_CAP)
+            extra = {
+                "fingerprintId": fingerprint_id,
+                "sharedBy": len(keys),
+                "places": places,
+                "samePlace": together,
+                "sharedByUsers": len(users),
+            }
             offer(BridgeMethod.FINGERPRINT, x, y, weight, settings.IDENTITY_FINGERPRINT_HALF_LIFE, extra)
 
     window = settings.IDENTITY_NETWORK_WINDOW
@@ -377,10 +440,27 @@ class LinkRun:
     suggested: int
 
 
+def _decided(links: list[Link]) -> dict[tuple[int, int], tuple[str, float]]:
+    """Existing probabilistic bridges between the links' profiles, in one query: a re-run skips
+    what nothing changed (link_apply re-checks under locks, this only saves the round trips)."""
+    pks = {key[1] for link in links for key in (link.a, link.b) if key[0] == "p"}
+    if not pks:
+        return {}
+    rows = SessionBridge.objects.filter(
+        method__in=PROBABILISTIC_METHODS, from_profile_id__in=pks, to_profile_id__in=pks
+    ).values_list("from_profile_id", "to_profile_id", "status", "confidence")
+    return {tuple(sorted((a, b))): (status, confidence) for a, b, status, confidence in rows}
+
+
 def _apply_all(links: list[Link], *, now: datetime) -> LinkRun:
     merged = suggested = 0
+    decided = _decided(links)
     # Strongest evidence first: a merge can make a weaker link of the same pair moot.
     for link in sorted(links, key=lambda item: -item.confidence):
+        if link.a[0] == "p" and link.b[0] == "p":
+            known = decided.get(tuple(sorted((link.a[1], link.b[1]))))
+            if known and (known[0] != BridgeStatus.SUGGESTED or known[1] == link.confidence):
+                continue
         try:
             outcome = link_apply(link=link, now=now)
         except OperationalError as exc:
@@ -451,11 +531,26 @@ def identity_link_sweep(*, since: datetime | None = None, neuron_id: int | None 
             extra = candidates_load(UserSession.objects.filter(fingerprint_id__in=fingerprints))
             seen = {c.session_id for c in candidates}
             candidates += [c for c in extra if c.session_id not in seen]
-    by_neuron: dict[int, list[Candidate]] = defaultdict(list)
-    for c in candidates:
-        by_neuron[c.neuron_id].append(c)
-    links = [link for group in by_neuron.values() for link in links_score(group)]
-    return _apply_all(links, now=now)
+    total = LinkRun(0, 0, 0)
+    ids = [c.session_id for c in candidates]
+    # A merge changes the picture (fewer profiles carry a hash, places join up): re-score
+    # until nothing more merges, so that a second run right after finds nothing to do.
+    for _ in range(settings.IDENTITY_LINK_MAX_PASSES):
+        by_neuron: dict[int, list[Candidate]] = defaultdict(list)
+        for c in candidates:
+            by_neuron[c.neuron_id].append(c)
+        links = [link for group in by_neuron.values() for link in links_score(group)]
+        run = _apply_all(links, now=now)
+        total = LinkRun(total.scored + run.scored, total.merged + run.merged, total.suggested + run.suggested)
+        if not run.merged:
+            break
+        # Chunked: SQLite caps the number of bound parameters in one statement.
+        candidates = [
+            c
+            for i in range(0, len(ids), 5000)
+            for c in candidates_load(UserSession.objects.filter(pk__in=ids[i : i + 5000]))
+        ]
+    return total
 
 
 def identity_link_enqueue(*, session: UserSession) -> None:

@@ -19,7 +19,7 @@ from federation.models import Neuron
 from privacy.consent import consent_resolve, has_consent
 from privacy.services import consent_session_opened, consent_update, identifier_is_erased
 from sessions_app.enrichment import RequestMeta
-from sessions_app.identity import profile_identify
+from sessions_app.identity import device_is_shared, profile_identify
 from sessions_app.linking import identity_link_enqueue
 from sessions_app.models import DeviceFingerprint, EndReason, GlobalUserProfile, UserSession
 from sessions_app.selectors import session_get_by_token
@@ -167,7 +167,10 @@ def session_create(
     if previous is not None:
         anonymous_id = previous.anonymous_id
         effective = consent_resolve(given=consent, previous=previous.consent, gpc=request_meta.gpc)
-        profile = previous.profile
+        # A device that more than one user signed in on is shared: whoever comes back starts
+        # anonymous instead of inheriting the last user's profile.
+        shared = previous.profile_id is not None and device_is_shared(neuron_id=neuron.pk, anonymous_id=anonymous_id)
+        profile = None if shared else previous.profile
     else:
         # An erased visitor's identifier is never reattached to new data (privacy tombstones).
         if anonymous_id and identifier_is_erased(subject_type="anonymousId", value=anonymous_id):

@@ -380,3 +380,54 @@ def test_merging_a_profile_with_itself_records_nothing(neuron):
     profile_merge(source=a.profile, target=b.profile, method=BridgeMethod.FINGERPRINT, confidence=0.95)
     assert profile_merge(source=a.profile, target=b.profile, method=BridgeMethod.FINGERPRINT) is None
     assert ProfileMerge.objects.count() == 1
+
+
+def test_a_device_known_to_be_shared_does_not_hand_its_anonymous_sessions_to_the_next_login(neuron):
+    """After two users signed in on one anonymous id, an anonymous visit there stays unattributed."""
+    first = UserSessionFactory(neuron=neuron, anonymous_id="family-tablet")
+    profile_identify(session=first, user_id="alice")
+    guest = UserSessionFactory(neuron=neuron, anonymous_id="family-tablet")
+    second = UserSessionFactory(neuron=neuron, anonymous_id="family-tablet")
+    profile_identify(session=second, user_id="bob")
+    guest.refresh_from_db()
+    assert guest.profile is None
+    assert profile_find_for_user_id(neuron=neuron, user_id="bob") == second.profile
+
+
+def test_restoring_on_a_shared_device_starts_anonymous(site_client, neuron):
+    """After two users signed in on one browser, a restored (expired) session does not inherit a profile."""
+    import time_machine
+
+    from sessions_app.enrichment import request_meta_from
+    from sessions_app.services import session_create
+
+    meta = request_meta_from({"REMOTE_ADDR": "81.2.69.142"})
+    first = session_create(neuron=neuron, request_meta=meta, anonymous_id="tablet")
+    profile_identify(session=first.session, user_id="alice")
+    second = session_create(neuron=neuron, request_meta=meta, anonymous_id="tablet")
+    profile_identify(session=second.session, user_id="bob")
+    with time_machine.travel(timezone.now() + timedelta(days=2)):
+        again = session_create(
+            neuron=neuron,
+            request_meta=meta,
+            restore={"sessionId": second.session.public_id, "token": second.token},
+        )
+    assert again.session.anonymous_id == "tablet" and again.session.pk != second.session.pk
+    assert again.session.profile is None
+
+
+def test_restoring_on_a_one_user_device_keeps_the_profile(neuron):
+    """The usual case: the returning visitor's new session keeps their profile."""
+    import time_machine
+
+    from sessions_app.enrichment import request_meta_from
+    from sessions_app.services import session_create
+
+    meta = request_meta_from({"REMOTE_ADDR": "81.2.69.142"})
+    first = session_create(neuron=neuron, request_meta=meta, anonymous_id="laptop")
+    profile_identify(session=first.session, user_id="alice")
+    with time_machine.travel(timezone.now() + timedelta(days=2)):
+        again = session_create(
+            neuron=neuron, request_meta=meta, restore={"sessionId": first.session.public_id, "token": first.token}
+        )
+    assert again.session.profile == profile_find_for_user_id(neuron=neuron, user_id="alice")

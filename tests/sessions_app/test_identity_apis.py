@@ -31,7 +31,7 @@ def merged(neuron):
     fp = DeviceFingerprintFactory(neuron=neuron)
     laptop = visit(neuron, fingerprint=fp, ip="10.1.0.0", profile=GlobalUserProfileFactory(neuron=neuron))
     profile_identify(session=laptop, user_id="u-1")
-    phone = visit(neuron, fingerprint=fp, ip="10.2.0.0", device_type="mobile", browser="Mobile Safari", os="iOS")
+    phone = visit(neuron, fingerprint=fp, ip="10.1.0.0", device_type="mobile", browser="Mobile Safari", os="iOS")
     GlobalUserProfileFactory(neuron=neuron)  # an unrelated profile
     identity_link_sweep()
     user = profile_find_for_user_id(neuron=neuron, user_id="u-1")

@@ -55,29 +55,29 @@ def profile_of(session) -> GlobalUserProfile | None:
 
 
 def test_same_fingerprint_merges_two_anonymous_devices_with_documented_confidence(neuron):
-    """Same hash, hours apart, different networks: w·2^(-gap/h) = 0.99·2^(-2h/60d) ≈ 0.989 merges."""
+    """Same hash at one place, another browser, hours apart: w·2^(-gap/h) = 0.99·2^(-2h/180d) ≈ 0.99 merges."""
     fp = DeviceFingerprintFactory(neuron=neuron)
     now = timezone.now()
     first = visit(neuron, fingerprint=fp, when=now - timedelta(hours=3), ip="10.0.1.0")
-    second = visit(neuron, fingerprint=fp, when=now - timedelta(minutes=50), ip="10.9.9.0", browser="Firefox")
+    second = visit(neuron, fingerprint=fp, when=now - timedelta(minutes=50), ip="10.0.1.0", browser="Firefox")
     run = identity_link_sweep()
     assert (run.merged, run.suggested) == (1, 0)
     assert profile_of(first) == profile_of(second) is not None
     bridge = SessionBridge.objects.get()
     assert bridge.method == BridgeMethod.FINGERPRINT and bridge.status == BridgeStatus.MERGED
     signal = bridge.evidence["signals"]["fingerprint"]
-    expected = 0.99 * 2 ** (-(signal["gapHours"]) / (60 * 24))
+    expected = 0.99 * 2 ** (-(signal["gapHours"]) / (180 * 24))
     assert bridge.confidence == pytest.approx(expected, abs=1e-3)
     assert signal["sharedBy"] == 2 and signal["fingerprintId"] == fp.pk
     assert set(bridge.evidence["sessions"]) == {str(first.public_id), str(second.public_id)}
 
 
 def test_an_old_fingerprint_match_decays_to_a_suggestion(neuron):
-    """Sixty days apart the fingerprint is worth half its weight: suggested for an operator, not merged."""
+    """A half-life (180 days) apart the fingerprint is worth half its weight: suggested, not merged."""
     fp = DeviceFingerprintFactory(neuron=neuron)
     now = timezone.now()
-    old = visit(neuron, fingerprint=fp, when=now - timedelta(days=61), ip="10.0.1.0")
-    new = visit(neuron, fingerprint=fp, when=now - timedelta(hours=1), ip="10.7.1.0")
+    old = visit(neuron, fingerprint=fp, when=now - timedelta(days=181), ip="10.0.1.0")
+    new = visit(neuron, fingerprint=fp, when=now - timedelta(hours=1), ip="10.0.1.0", browser="Firefox")
     run = identity_link_sweep()
     assert (run.merged, run.suggested) == (0, 1)
     bridge = SessionBridge.objects.get()
@@ -157,7 +157,7 @@ def test_an_anonymous_device_merges_into_the_identified_profile(neuron):
     fp = DeviceFingerprintFactory(neuron=neuron)
     known = visit(neuron, fingerprint=fp, ip="10.1.0.0")
     profile_identify(session=known, user_id="u-1")
-    cleared_cookies = visit(neuron, fingerprint=fp, ip="10.2.0.0")
+    cleared_cookies = visit(neuron, fingerprint=fp, ip="10.1.0.0", browser="Firefox")
     identity_link_sweep()
     user = profile_find_for_user_id(neuron=neuron, user_id="u-1")
     assert profile_of(cleared_cookies) == user
@@ -168,7 +168,7 @@ def test_sweep_twice_is_idempotent(neuron):
     """A second run finds nothing new: no extra merge, bridge or profile."""
     fp = DeviceFingerprintFactory(neuron=neuron)
     visit(neuron, fingerprint=fp, ip="10.1.0.0")
-    visit(neuron, fingerprint=fp, ip="10.2.0.0")
+    visit(neuron, fingerprint=fp, ip="10.1.0.0", browser="Firefox")
     visit(neuron, ip="10.5.0.0")
     visit(neuron, ip="10.5.0.0")
     identity_link_sweep()
@@ -182,7 +182,7 @@ def test_a_split_pair_is_not_merged_again(neuron):
     """After an operator splits a probabilistic merge, the linker leaves the pair alone."""
     fp = DeviceFingerprintFactory(neuron=neuron)
     a = visit(neuron, fingerprint=fp, ip="10.1.0.0")
-    b = visit(neuron, fingerprint=fp, ip="10.2.0.0")
+    b = visit(neuron, fingerprint=fp, ip="10.1.0.0", browser="Firefox")
     identity_link_sweep()
     profile_split(profile=profile_of(a), actor="staff")
     identity_link_sweep()
@@ -195,9 +195,9 @@ def test_link_session_scores_only_that_sessions_links(neuron):
     fp = DeviceFingerprintFactory(neuron=neuron)
     other_fp = DeviceFingerprintFactory(neuron=neuron)
     a = visit(neuron, fingerprint=fp, ip="10.1.0.0")
-    b = visit(neuron, fingerprint=fp, ip="10.2.0.0")
+    b = visit(neuron, fingerprint=fp, ip="10.1.0.0", browser="Firefox")
     c = visit(neuron, fingerprint=other_fp, ip="10.3.0.0")
-    d = visit(neuron, fingerprint=other_fp, ip="10.4.0.0")
+    d = visit(neuron, fingerprint=other_fp, ip="10.3.0.0", browser="Firefox")
     assert link_session(a.pk) == 1
     assert profile_of(a) == profile_of(b)
     assert profile_of(c) is None and profile_of(d) is None
@@ -224,7 +224,7 @@ def test_link_sweep_task_is_scheduled_and_runs(neuron):
     assert any(job["task"] == "sessions_app.tasks.link_sweep" for job in periodic_jobs())
     fp = DeviceFingerprintFactory(neuron=neuron)
     visit(neuron, fingerprint=fp, ip="10.1.0.0", when=timezone.now() - timedelta(minutes=20))
-    visit(neuron, fingerprint=fp, ip="10.2.0.0", when=timezone.now() - timedelta(minutes=15))
+    visit(neuron, fingerprint=fp, ip="10.1.0.0", browser="Firefox", when=timezone.now() - timedelta(minutes=15))
     assert link_sweep() == 1
 
 
@@ -236,7 +236,10 @@ def test_two_sweeps_at_once_merge_each_pair_once():
     sessions = []
     for i in range(6):
         fp = DeviceFingerprintFactory(neuron=neuron)
-        sessions += [visit(neuron, fingerprint=fp, ip=f"10.{i}.1.0"), visit(neuron, fingerprint=fp, ip=f"10.{i}.2.0")]
+        sessions += [
+            visit(neuron, fingerprint=fp, ip=f"10.{i}.1.0"),
+            visit(neuron, fingerprint=fp, ip=f"10.{i}.1.0", browser="Firefox"),
+        ]
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 
@@ -270,7 +273,7 @@ def test_withdrawing_fingerprinting_consent_undoes_probabilistic_merges_and_keep
     laptop = visit(neuron, fingerprint=fp, ip="10.1.0.0")
     profile_identify(session=laptop, user_id="u-1")
     user = profile_find_for_user_id(neuron=neuron, user_id="u-1")
-    other_browser_session = visit(neuron, fingerprint=fp, ip="10.2.0.0")
+    other_browser_session = visit(neuron, fingerprint=fp, ip="10.1.0.0", browser="Firefox")
     phone = visit(neuron, ip="10.9.0.0", browser="Mobile Safari")
     profile_identify(session=phone, user_id="u-1")
     identity_link_sweep()
@@ -294,7 +297,7 @@ def test_withdrawal_through_the_api_deletes_the_fingerprint_and_its_links(live_s
     session = UserSession.objects.get(public_id=body["sessionId"])
     assert client.put(url, {"consent": {"fingerprinting": True}}, format="json").status_code == 200
     assert client.put(url, {"fingerprint": {"hash": "abcdef0123456789"}}, format="json").status_code == 200
-    twin = visit(neuron, fingerprint=DeviceFingerprint.objects.get(), ip="10.2.0.0")
+    twin = visit(neuron, fingerprint=DeviceFingerprint.objects.get(), ip="81.2.69.0", browser="Firefox")
     identity_link_sweep()
     assert profile_of(session) == profile_of(twin)
 
@@ -322,3 +325,35 @@ def test_withdrawal_covers_the_devices_other_sessions(neuron):
     identity_forget_fingerprints(session=current)
     earlier.refresh_from_db()
     assert earlier.fingerprint is None and earlier.consent["fingerprinting"] is False
+
+
+def test_the_same_hash_at_two_unrelated_places_is_only_suggested(neuron):
+    """Two quiet networks that never met: a popular configuration on two devices, w = 0.99 / places."""
+    fp = DeviceFingerprintFactory(neuron=neuron)
+    home_a = visit(neuron, fingerprint=fp, ip="10.1.0.0")
+    home_b = visit(neuron, fingerprint=fp, ip="10.2.0.0")
+    identity_link_sweep()
+    bridge = SessionBridge.objects.get()
+    assert bridge.status == BridgeStatus.SUGGESTED
+    signal = bridge.evidence["signals"]["fingerprint"]
+    assert signal["places"] == 2 and signal["samePlace"] is False and signal["weight"] == pytest.approx(0.495)
+    assert profile_of(home_a) != profile_of(home_b)
+
+
+def test_a_busy_network_is_not_a_place(neuron, settings):
+    """A network with more devices than IDENTITY_PLACE_MAX_DEVICES (a carrier, an office) proves nothing."""
+    settings.IDENTITY_PLACE_MAX_DEVICES = 3
+    fp = DeviceFingerprintFactory(neuron=neuron)
+    visit(neuron, fingerprint=fp, ip="100.64.0.0")
+    visit(neuron, fingerprint=fp, ip="100.64.0.0", browser="Firefox")
+    visit(neuron, fingerprint=fp, ip="10.1.0.0", browser="Opera")
+    for _ in range(3):
+        visit(neuron, ip="100.64.0.0", browser="Edge")
+    identity_link_sweep()
+    signals = [
+        b.evidence["signals"]["fingerprint"]
+        for b in SessionBridge.objects.all()
+        if "fingerprint" in b.evidence["signals"]
+    ]
+    assert signals and {s["places"] for s in signals} == {1}
+    assert not any(s["samePlace"] for s in signals)
