@@ -138,6 +138,7 @@ INSTALLED_APPS = [
     "sessions_app",
     "privacy",
     "personalization",
+    "analytics",
 ]
 
 MIDDLEWARE = [
@@ -428,6 +429,26 @@ PERSONALIZATION_RECOMMEND_REFRESH_SECONDS = env_int("PERSONALIZATION_RECOMMEND_R
 # /demo/: the browser session manager against this server, for the demo site `make run` seeds.
 DEMO_PAGE_ENABLED = env_bool("DEMO_PAGE_ENABLED", not PRODUCTION)
 DEMO_NEURON_SLUG = env_str("DEMO_NEURON_SLUG", "demo")
+
+# Analytics. A session counts as converted when it holds an event of one of these
+# types or names.
+ANALYTICS_CONVERSION_EVENT_TYPES = env_list("ANALYTICS_CONVERSION_EVENT_TYPES", ["conversion"])
+ANALYTICS_CONVERSION_EVENT_NAMES = env_list("ANALYTICS_CONVERSION_EVENT_NAMES", [])
+# "Active now": activity within this window.
+ANALYTICS_ACTIVE_WINDOW = timedelta(seconds=env_int("ANALYTICS_ACTIVE_WINDOW_SECONDS", 5 * 60))
+# An hour is rolled up once nothing that started in it can change: a session lives at
+# most the absolute lifetime and accepts events for a grace period after it ends.
+ANALYTICS_ROLLUP_SETTLE = timedelta(
+    seconds=env_int(
+        "ANALYTICS_ROLLUP_SETTLE_SECONDS",
+        int((SESSION_ABSOLUTE_LIFETIME + EVENTS_GRACE_PERIOD).total_seconds()) + 10 * 60,
+    )
+)
+ANALYTICS_ROLLUP_EVERY_SECONDS = env_int("ANALYTICS_ROLLUP_EVERY_SECONDS", 300)
+ANALYTICS_RECONCILE_EVERY_SECONDS = env_int("ANALYTICS_RECONCILE_EVERY_SECONDS", 3600)
+# Closed hours this far back are recounted and rebuilt when their raw rows changed.
+ANALYTICS_ROLLUP_RECHECK_DAYS = env_int("ANALYTICS_ROLLUP_RECHECK_DAYS", 7)
+ANALYTICS_MAX_RANGE_DAYS = env_int("ANALYTICS_MAX_RANGE_DAYS", 400)
 
 
 # ---------------------------------------------------------------------------

@@ -13,6 +13,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path(".well-known/gpc.json", privacy_apis.gpc_well_known, name="gpc"),
+    # Before the sessions routes: fixed paths (metrics, devices, ...) are matched first.
+    path("api/sessions/", include("analytics.urls")),
     path("api/sessions/", include("sessions_app.urls")),
     path("api/sessions/", include("privacy.urls")),
     path("api/personalization/", include("personalization.urls")),

@@ -1,0 +1,304 @@
+"""The aggregations behind every number, shared by the rollup jobs and the raw reads.
+
+The rollup service runs these over closed periods grouped by UTC hour and by the
+filter attributes; the selectors run the very same functions over the open
+period with the filters applied. One definition of each metric, two callers, so
+rollups and raw rows cannot drift apart.
+
+Definitions (documented in the API too):
+- a session counts when its visitor gave analytics consent; it belongs to the
+  period in which it started;
+- new session: no earlier session with the same anonymous id on that neuron;
+- bounce: at most one page view and no interaction;
+- converted session: it holds at least one conversion event (settings
+  ANALYTICS_CONVERSION_EVENT_TYPES / ANALYTICS_CONVERSION_EVENT_NAMES);
+- duration: last activity minus start;
+- an event belongs to the period of its (skew-corrected) timestamp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Concat, TruncDay, TruncHour
+
+from sessions_app.models import BehaviorEvent, UserSession
+
+FILTER_FIELDS = ("device_type", "country", "utm_source")
+SESSION_METRICS = (
+    "sessions",
+    "new_sessions",
+    "bounces",
+    "converted_sessions",
+    "session_page_views",
+    "duration_seconds",
+    "engagement_sum",
+)
+EVENT_METRICS = ("events",)
+PAGE_VIEW = "page_view"
+# Separates event type from event name in the "event_name" dimension's value.
+NAME_SEPARATOR = "\n"
+ENGAGEMENT_BIN_WIDTH = 10
+# Dimensions kept per hour (they feed metrics and trends). Every other dimension is a
+# breakdown (pages, browsers, referrers, ...): kept per day only, and only for no filter
+# or one filter, because its rows multiply with every combination of filter values.
+HOURLY_DIMENSIONS = ("total", "event_type", "conversions")
+
+
+def dimension_supports(dimension: str, filters: Filters) -> bool:
+    """Whether rollup rows exist for this dimension under these filters."""
+    if dimension in HOURLY_DIMENSIONS:
+        return True
+    return sum(getattr(filters, name) is not None for name in FILTER_FIELDS) <= 1
+
+
+@dataclass(frozen=True)
+class Filters:
+    device_type: str | None = None
+    country: str | None = None
+    utm_source: str | None = None
+
+    def session_q(self, prefix: str = "") -> Q:
+        q = Q()
+        for name in FILTER_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                q &= Q(**{f"{prefix}{name}": value})
+        return q
+
+
+def conversion_q(prefix: str = "") -> Q:
+    """Which events are conversions: by type or by name, from settings."""
+    q = Q(pk__in=[])
+    types = list(settings.ANALYTICS_CONVERSION_EVENT_TYPES)
+    names = list(settings.ANALYTICS_CONVERSION_EVENT_NAMES)
+    if types:
+        q |= Q(**{f"{prefix}event_type__in": types})
+    if names:
+        q |= Q(**{f"{prefix}event_name__in": names})
+    return q
+
+
+def is_conversion(event_type: str, event_name: str) -> bool:
+    return event_type in settings.ANALYTICS_CONVERSION_EVENT_TYPES or (
+        bool(event_name) and event_name in settings.ANALYTICS_CONVERSION_EVENT_NAMES
+    )
+
+
+def referrer_domain(referrer: str) -> str:
+    """'https://www.news.example/a?b' -> 'news.example'; '' (direct) stays ''."""
+    if not referrer:
+        return ""
+    host = urlsplit(referrer if "//" in referrer else "//" + referrer).hostname or ""
+    host = host.lower()
+    return host[4:] if host.startswith("www.") else host
+
+
+def url_path(url: str) -> str:
+    """The path of a landing page given as a URL or as a path."""
+    if not url:
+        return ""
+    if url.startswith("/"):
+        return url.split("?", 1)[0].split("#", 1)[0]
+    return urlsplit(url).path or "/"
+
+
+def engagement_bin(score: float) -> int:
+    """Lower edge of the score's bin: 0, 10, ..., 90 (100 falls in the 90 bin)."""
+    return min(int(score // ENGAGEMENT_BIN_WIDTH) * ENGAGEMENT_BIN_WIDTH, 100 - ENGAGEMENT_BIN_WIDTH)
+
+
+def _engagement_expression() -> Case:
+    whens = [
+        When(engagement_score__lt=edge + ENGAGEMENT_BIN_WIDTH, then=Value(str(edge)))
+        for edge in range(0, 100 - ENGAGEMENT_BIN_WIDTH, ENGAGEMENT_BIN_WIDTH)
+    ]
+    return Case(*whens, default=Value(str(100 - ENGAGEMENT_BIN_WIDTH)), output_field=CharField())
+
+
+def _exit_page_expression() -> Subquery:
+    last = BehaviorEvent.objects.filter(session=OuterRef("pk"), event_type=PAGE_VIEW).order_by("-timestamp", "-pk")
+    return Subquery(last.values("page_path")[:1], output_field=CharField())
+
+
+# name -> (SQL expression of the value, Python mapping applied after grouping or None)
+SESSION_DIMENSIONS: dict[str, tuple[Callable[[], Any], Callable[[Any], str] | None]] = {
+    "total": (lambda: Value("", output_field=CharField()), None),
+    "device_type": (lambda: F("device_type"), None),
+    "browser": (lambda: F("browser"), None),
+    "os": (lambda: F("os"), None),
+    "country": (lambda: F("country"), None),
+    "referrer": (lambda: F("referrer"), referrer_domain),
+    "utm_source": (lambda: F("utm_source"), None),
+    "utm_medium": (lambda: F("utm_medium"), None),
+    "utm_campaign": (lambda: F("utm_campaign"), None),
+    "entry_page": (lambda: F("landing_page"), url_path),
+    "exit_page": (_exit_page_expression, lambda v: v or ""),
+    "engagement": (_engagement_expression, None),
+}
+
+EVENT_DIMENSIONS: dict[str, tuple[Callable[[], Any], Callable[[], Q]]] = {
+    "event_type": (lambda: F("event_type"), Q),
+    "event_name": (
+        lambda: Concat(F("event_type"), Value(NAME_SEPARATOR), F("event_name"), output_field=CharField()),
+        Q,
+    ),
+    "page": (lambda: F("page_path"), lambda: Q(event_type=PAGE_VIEW)),
+    "conversions": (lambda: Value("", output_field=CharField()), conversion_q),
+}
+
+
+def consented_sessions() -> QuerySet[UserSession]:
+    return UserSession.objects.filter(consent__analytics=True)
+
+
+def session_queryset(
+    *, start: datetime, end: datetime, neuron_ids: Iterable[int] | None, filters: Filters
+) -> QuerySet[UserSession]:
+    qs = consented_sessions().filter(filters.session_q(), started_at__gte=start, started_at__lt=end)
+    if neuron_ids is not None:
+        qs = qs.filter(neuron_id__in=list(neuron_ids))
+    return qs
+
+
+def event_queryset(
+    *, start: datetime, end: datetime, neuron_ids: Iterable[int] | None, filters: Filters
+) -> QuerySet[BehaviorEvent]:
+    qs = BehaviorEvent.objects.filter(filters.session_q("session__"), timestamp__gte=start, timestamp__lt=end)
+    if neuron_ids is not None:
+        qs = qs.filter(neuron_id__in=list(neuron_ids))
+    return qs
+
+
+def _seconds(value: Any) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value) / 1_000_000  # SQLite may hand back a duration sum as microseconds
+
+
+def _trunc(field: str, tz: ZoneInfo, period: str) -> Any:
+    return (TruncHour if period == "hour" else TruncDay)(field, tzinfo=tz)
+
+
+def _group_fields(*, by_hour: bool, by_filters: bool, by_neuron: bool) -> list[str]:
+    fields = ["value"]
+    if by_hour:
+        fields.append("hour")
+    if by_filters:
+        fields += list(FILTER_FIELDS)
+    if by_neuron:
+        fields.append("neuron_id")
+    return fields
+
+
+def _remap(rows: list[dict[str, Any]], post: Callable[[Any], str] | None, metrics: tuple[str, ...]) -> list[dict]:
+    """Apply a Python value mapping (domains, paths) and add up rows that now share a key."""
+    if post is None:
+        for row in rows:
+            row["value"] = row["value"] if row["value"] is not None else ""
+        return rows
+    merged: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        row["value"] = post(row["value"] or "")
+        key = tuple((k, v) for k, v in row.items() if k not in metrics)
+        if key in merged:
+            for m in metrics:
+                merged[key][m] += row[m]
+        else:
+            merged[key] = row
+    return list(merged.values())
+
+
+def session_aggregate(
+    *,
+    queryset: QuerySet[UserSession],
+    dimension: str,
+    hour_tz: ZoneInfo | None,
+    by_filters: bool = False,
+    by_neuron: bool = False,
+    period: str = "hour",
+) -> list[dict[str, Any]]:
+    """Session counts per dimension value (and per local hour, or day, when hour_tz is given)."""
+    expression, post = SESSION_DIMENSIONS[dimension]
+    earlier = UserSession.objects.filter(
+        neuron=OuterRef("neuron"), anonymous_id=OuterRef("anonymous_id"), started_at__lt=OuterRef("started_at")
+    )
+    converted = BehaviorEvent.objects.filter(conversion_q(), session=OuterRef("pk"))
+    annotations: dict[str, Any] = {"value": expression()}
+    if hour_tz is not None:
+        annotations["hour"] = _trunc("started_at", hour_tz, period)
+    fields = _group_fields(by_hour=hour_tz is not None, by_filters=by_filters, by_neuron=by_neuron)
+    rows = list(
+        queryset.annotate(**annotations)
+        .values(*fields)
+        .annotate(
+            sessions=Count("pk"),
+            new_sessions=Count("pk", filter=~Exists(earlier)),
+            bounces=Count("pk", filter=Q(page_view_count__lte=1, interaction_count=0)),
+            converted_sessions=Count("pk", filter=Exists(converted)),
+            session_page_views=Sum("page_view_count"),
+            duration_raw=Sum(ExpressionWrapper(F("last_activity_at") - F("started_at"), output_field=DurationField())),
+            engagement_sum=Sum("engagement_score"),
+        )
+        .order_by()
+    )
+    for row in rows:
+        row["duration_seconds"] = _seconds(row.pop("duration_raw"))
+        row["session_page_views"] = row["session_page_views"] or 0
+        row["engagement_sum"] = float(row["engagement_sum"] or 0.0)
+    return _remap(rows, post, SESSION_METRICS)
+
+
+def event_aggregate(
+    *,
+    queryset: QuerySet[BehaviorEvent],
+    dimension: str,
+    hour_tz: ZoneInfo | None,
+    by_filters: bool = False,
+    by_neuron: bool = False,
+    period: str = "hour",
+) -> list[dict[str, Any]]:
+    """Event counts per dimension value (and per local hour, or day, when hour_tz is given)."""
+    expression, restrict = EVENT_DIMENSIONS[dimension]
+    annotations: dict[str, Any] = {"value": expression()}
+    if hour_tz is not None:
+        annotations["hour"] = _trunc("timestamp", hour_tz, period)
+    if by_filters:
+        annotations.update({name: F(f"session__{name}") for name in FILTER_FIELDS})
+    fields = _group_fields(by_hour=hour_tz is not None, by_filters=by_filters, by_neuron=by_neuron)
+    rows = list(
+        queryset.filter(restrict()).annotate(**annotations).values(*fields).annotate(events=Count("pk")).order_by()
+    )
+    return _remap(rows, None, EVENT_METRICS)
+
+
+def is_session_dimension(dimension: str) -> bool:
+    return dimension in SESSION_DIMENSIONS
+
+
+def metrics_of(dimension: str) -> tuple[str, ...]:
+    return SESSION_METRICS if is_session_dimension(dimension) else EVENT_METRICS

@@ -1,0 +1,840 @@
+"""Reads for analytics. Plain functions returning dicts and lists (camelCase keys).
+
+Every additive number is read in three parts: daily rollups for closed UTC days
+that fall wholly inside one requested bucket, hourly rollups for the other
+closed hours, and raw rows (through the same aggregation functions the rollups
+were built with) for the open period. Distinct-visitor counts, retention,
+funnels and journeys need identities and order, so they read the sessions and
+events tables directly.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
+
+from analytics.aggregation import (
+    HOURLY_DIMENSIONS,
+    NAME_SEPARATOR,
+    PAGE_VIEW,
+    Filters,
+    consented_sessions,
+    dimension_supports,
+    event_aggregate,
+    event_queryset,
+    is_session_dimension,
+    metrics_of,
+    session_aggregate,
+    session_queryset,
+)
+from analytics.algorithms import funnel_match, funnel_summarise, journey_graph, retention_matrix
+from analytics.models import ALL, DailyRollup, Granularity, HourlyRollup, RollupWatermark
+from config.api.errors import ValidationFailed
+from federation.models import Neuron
+from sessions_app.engagement import (
+    DEPTH_SATURATION,
+    DURATION_SATURATION,
+    INTERACTION_SATURATION,
+    WEIGHTS,
+)
+from sessions_app.models import AnonymousTrafficCount, UserSession
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+MAX_HOURLY_BUCKETS = 31 * 24 + 1
+
+
+# ---------------------------------------------------------------------------
+# Scope: the period, time zone, site and filters of one request
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    start: datetime  # aware, inclusive
+    end: datetime  # aware, exclusive
+    tz: ZoneInfo
+    neuron_ids: tuple[int, ...] | None = None  # None: every site
+    filters: Filters = field(default_factory=Filters)
+
+    @property
+    def previous(self) -> Scope:
+        """The period of the same length just before this one."""
+        return replace(self, start=self.start - (self.end - self.start), end=self.start)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "from": self.start.astimezone(self.tz).isoformat(),
+            "to": self.end.astimezone(self.tz).isoformat(),
+            "tz": self.tz.key,
+        }
+
+
+def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
+
+
+def scope_build(
+    *,
+    start: date | datetime | None = None,
+    end: date | datetime | None = None,
+    tz: str = "UTC",
+    neuron_slug: str | None = None,
+    device_type: str | None = None,
+    country: str | None = None,
+    utm_source: str | None = None,
+    now: datetime | None = None,
+) -> Scope:
+    """Resolve request parameters into a Scope; bad values raise a 400 problem naming the field.
+
+    Dates are whole local days (`to` inclusive); date-times are instants on a
+    whole hour (`to` exclusive). Without `from`/`to`: the last 30 local days
+    including today.
+    """
+    now = now or timezone.now()
+    errors: dict[str, list[str]] = {}
+    try:
+        zone = ZoneInfo(tz)
+    except (KeyError, ValueError):
+        raise ValidationFailed("Unknown time zone.", errors={"tz": ["Use an IANA time zone name."]}) from None
+
+    def instant(value: date | datetime, *, is_end: bool, name: str) -> datetime | None:
+        if isinstance(value, datetime):
+            moment = value if timezone.is_aware(value) else value.replace(tzinfo=zone)
+            moment = moment.astimezone(UTC)
+            if moment.minute or moment.second or moment.microsecond:
+                errors[name] = ["Must fall on a whole hour."]
+                return None
+            return moment
+        return _local_midnight(value + DAY if is_end else value, zone)
+
+    end_at = instant(end, is_end=True, name="to") if end is not None else None
+    if end is None:
+        end_at = _local_midnight(now.astimezone(zone).date() + DAY, zone)
+    start_at = instant(start, is_end=False, name="from") if start is not None else None
+    if start is None and end_at is not None:
+        start_at = _local_midnight((end_at - DAY).astimezone(zone).date() - timedelta(days=29), zone)
+    if start_at is not None and end_at is not None:
+        if start_at >= end_at:
+            errors["from"] = ["Must be before `to`."]
+        elif end_at - start_at > timedelta(days=settings.ANALYTICS_MAX_RANGE_DAYS):
+            errors["to"] = [f"The range may span at most {settings.ANALYTICS_MAX_RANGE_DAYS} days."]
+    neuron_ids = None
+    if neuron_slug is not None:
+        neuron = Neuron.objects.filter(slug=neuron_slug).only("pk").first()
+        if neuron is None:
+            errors["neuronId"] = ["Unknown neuron."]
+        else:
+            neuron_ids = (neuron.pk,)
+    if errors:
+        raise ValidationFailed("Invalid analytics parameters; see errors.", errors=errors)
+    assert start_at is not None and end_at is not None
+    return Scope(
+        start=start_at,
+        end=end_at,
+        tz=zone,
+        neuron_ids=neuron_ids,
+        filters=Filters(device_type=device_type, country=country, utm_source=utm_source),
+    )
+
+
+def bucket_bounds(scope: Scope, interval: str | None) -> list[datetime]:
+    """Bucket edges in UTC: [start, ..., end]. Day buckets follow local midnights (DST included)."""
+    if interval is None:
+        return [scope.start, scope.end]
+    bounds = [scope.start]
+    cursor = scope.start
+    while cursor < scope.end:
+        if interval == "hour":
+            cursor = cursor + HOUR
+        else:
+            cursor = _local_midnight(cursor.astimezone(scope.tz).date() + DAY, scope.tz)
+        bounds.append(min(cursor, scope.end))
+    return bounds
+
+
+# ---------------------------------------------------------------------------
+# Reading additive counts: rollups for closed periods, raw rows for the rest
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class SourcePlan:
+    daily: list[tuple[datetime, datetime]]
+    hourly: list[tuple[datetime, datetime]]
+    raw: list[tuple[datetime, datetime]]
+
+
+def _merge(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    out: list[tuple[datetime, datetime]] = []
+    for s, e in sorted(i for i in intervals if i[0] < i[1]):
+        if out and out[-1][1] >= s:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def _ceil_day(moment: datetime) -> datetime:
+    floor = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return floor if floor == moment else floor + DAY
+
+
+def source_plan(
+    bounds: Sequence[datetime],
+    *,
+    hourly_through: datetime | None,
+    daily_through: datetime | None,
+    hourly: bool = True,
+) -> SourcePlan:
+    """Which source answers which part of the range.
+
+    Hourly rows are usable only when every bucket edge is a whole UTC hour (time
+    zones with half-hour offsets read raw rows), daily rows only for UTC days
+    lying wholly inside one bucket. Without hourly rows (breakdown dimensions),
+    whatever daily rows cannot answer is read raw.
+    """
+    bounds = [b.astimezone(UTC) for b in bounds]
+    aligned = all(b.minute == 0 and b.second == 0 and b.microsecond == 0 for b in bounds)
+    if hourly_through is None or not aligned:
+        return SourcePlan([], [], [(bounds[0], bounds[-1])])
+    daily_ranges: list[tuple[datetime, datetime]] = []
+    hourly_ranges: list[tuple[datetime, datetime]] = []
+    raw: list[tuple[datetime, datetime]] = []
+    for b0, b1 in zip(bounds, bounds[1:], strict=False):
+        closed_end = min(b1, max(b0, hourly_through))
+        raw.append((closed_end, b1))
+        d0 = _ceil_day(b0)
+        d1 = min(closed_end.replace(hour=0, minute=0, second=0, microsecond=0), daily_through or d0)
+        if d0 < d1:
+            daily_ranges.append((d0, d1))
+            rest = [(b0, d0), (d1, closed_end)]
+        else:
+            rest = [(b0, closed_end)]
+        (hourly_ranges if hourly else raw).extend(rest)
+    return SourcePlan(_merge(daily_ranges), _merge(hourly_ranges), _merge(raw))
+
+
+def _watermarks() -> tuple[datetime | None, datetime | None]:
+    marks = dict(RollupWatermark.objects.values_list("granularity", "closed_through"))
+    return marks.get(Granularity.HOUR), marks.get(Granularity.DAY)
+
+
+def _ranges_q(ranges: list[tuple[datetime, datetime]], name: str) -> Q:
+    q = Q()
+    for s, e in ranges:
+        q |= Q(**{f"{name}__gte": s, f"{name}__lt": e})
+    return q
+
+
+Counts = dict[str, dict[str, float]]  # value -> metric -> count
+
+
+def read_counts(
+    scope: Scope, dimensions: Sequence[str], bounds: Sequence[datetime] | None = None
+) -> dict[str, list[Counts]]:
+    """Additive counts per dimension, per bucket, per value.
+
+    Returns {dimension: [bucket 0 counts, bucket 1 counts, ...]}.
+    """
+    bounds = list(bounds or [scope.start, scope.end])
+    n_buckets = len(bounds) - 1
+    hourly_through, daily_through = _watermarks()
+    out: dict[str, list[Counts]] = {
+        d: [defaultdict(lambda: defaultdict(float)) for _ in range(n_buckets)] for d in dimensions
+    }
+
+    def bucket_of(moment: datetime) -> int:
+        return min(max(bisect.bisect_right(bounds, moment) - 1, 0), n_buckets - 1)
+
+    def add(dimension: str, bucket: int, value: str, row: dict[str, Any]) -> None:
+        cell = out[dimension][bucket][value]
+        for m in metrics_of(dimension):
+            cell[m] += row[m] or 0
+
+    f = scope.filters
+    groups: dict[tuple[bool, bool], list[str]] = defaultdict(list)
+    for dimension in dimensions:
+        groups[(dimension in HOURLY_DIMENSIONS, dimension_supports(dimension, f))].append(dimension)
+    for (has_hourly, has_rollups), dims in groups.items():
+        plan = source_plan(
+            bounds,
+            hourly_through=hourly_through if has_rollups else None,
+            daily_through=daily_through,
+            hourly=has_hourly,
+        )
+        for model, ranges in ((DailyRollup, plan.daily), (HourlyRollup, plan.hourly)):
+            if not ranges:
+                continue
+            qs = model.objects.filter(
+                _ranges_q(ranges, "period_start"),
+                dimension__in=dims,
+                device_type=f.device_type if f.device_type is not None else ALL,
+                country=f.country if f.country is not None else ALL,
+                utm_source=f.utm_source if f.utm_source is not None else ALL,
+            )
+            if scope.neuron_ids is not None:
+                qs = qs.filter(neuron_id__in=scope.neuron_ids)
+            group = ["dimension", "value"] + (["period_start"] if n_buckets > 1 else [])
+            metric_names = sorted({m for d in dims for m in metrics_of(d)})
+            for row in qs.values(*group).annotate(**{m: Sum(m) for m in metric_names}).order_by():
+                add(row["dimension"], bucket_of(row["period_start"]) if n_buckets > 1 else 0, row["value"], row)
+        hour_tz = scope.tz if n_buckets > 1 else None
+        for start, end in plan.raw:
+            for dimension in dims:
+                if is_session_dimension(dimension):
+                    sq = session_queryset(start=start, end=end, neuron_ids=scope.neuron_ids, filters=f)
+                    rows = session_aggregate(queryset=sq, dimension=dimension, hour_tz=hour_tz)
+                else:
+                    eq = event_queryset(start=start, end=end, neuron_ids=scope.neuron_ids, filters=f)
+                    rows = event_aggregate(queryset=eq, dimension=dimension, hour_tz=hour_tz)
+                for row in rows:
+                    add(dimension, bucket_of(row["hour"]) if hour_tz else 0, row["value"], row)
+    return out
+
+
+def _zero(dimension: str) -> dict[str, float]:
+    return dict.fromkeys(metrics_of(dimension), 0)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 6) if denominator else 0.0
+
+
+# ---------------------------------------------------------------------------
+# Distinct visitors: from the sessions table, never summed from per-day counts
+# ---------------------------------------------------------------------------
+
+
+def _visitors_queryset(scope: Scope):
+    return session_queryset(start=scope.start, end=scope.end, neuron_ids=scope.neuron_ids, filters=scope.filters)
+
+
+def visitors_count(scope: Scope) -> int:
+    """Distinct visitors (anonymous ids per site) with a session starting in the range."""
+    qs = _visitors_queryset(scope)
+    if scope.neuron_ids is not None and len(scope.neuron_ids) == 1:
+        return qs.aggregate(n=Count("anonymous_id", distinct=True))["n"]
+    return qs.values("neuron_id", "anonymous_id").distinct().count()
+
+
+def visitors_series(scope: Scope, interval: str, bounds: Sequence[datetime]) -> list[int]:
+    trunc = TruncHour if interval == "hour" else TruncDay
+    counts = [0] * (len(bounds) - 1)
+    rows = (
+        _visitors_queryset(scope)
+        .annotate(bucket=trunc("started_at", tzinfo=scope.tz))
+        .values("bucket", "neuron_id")
+        .annotate(n=Count("anonymous_id", distinct=True))
+        .order_by()
+    )
+    for row in rows:
+        i = min(max(bisect.bisect_right(bounds, row["bucket"]) - 1, 0), len(counts) - 1)
+        counts[i] += row["n"]  # distinct per site: visitors of two sites are two visitors
+    return counts
+
+
+# ---------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------
+
+METRIC_NAMES = (
+    "sessions",
+    "visitors",
+    "newSessions",
+    "pageViews",
+    "events",
+    "conversions",
+    "convertedSessions",
+    "avgSessionDuration",
+    "bounceRate",
+    "pagesPerSession",
+    "conversionRate",
+    "avgEngagement",
+)
+
+
+def _derive(total: dict[str, float], events: Counts, conversions: Counts) -> dict[str, float]:
+    sessions = total["sessions"]
+    return {
+        "sessions": int(sessions),
+        "newSessions": int(total["new_sessions"]),
+        "pageViews": int(events.get(PAGE_VIEW, {}).get("events", 0)),
+        "events": int(sum(v["events"] for v in events.values())),
+        "conversions": int(conversions.get("", {}).get("events", 0)),
+        "convertedSessions": int(total["converted_sessions"]),
+        "avgSessionDuration": round(total["duration_seconds"] / sessions, 3) if sessions else 0.0,
+        "bounceRate": _ratio(total["bounces"], sessions),
+        "pagesPerSession": _ratio(total["session_page_views"], sessions),
+        "conversionRate": _ratio(total["converted_sessions"], sessions),
+        "avgEngagement": round(total["engagement_sum"] / sessions, 3) if sessions else 0.0,
+    }
+
+
+def _period_metrics(scope: Scope) -> dict[str, float]:
+    counts = read_counts(scope, ["total", "event_type", "conversions"])
+    total = counts["total"][0].get("", _zero("total"))
+    values = _derive(total, counts["event_type"][0], counts["conversions"][0])
+    values["visitors"] = visitors_count(scope)
+    return values
+
+
+def active_sessions_count(scope: Scope, *, now: datetime) -> int:
+    qs = consented_sessions().filter(
+        scope.filters.session_q(),
+        ended_at__isnull=True,
+        last_activity_at__gte=now - settings.ANALYTICS_ACTIVE_WINDOW,
+    )
+    if scope.neuron_ids is not None:
+        qs = qs.filter(neuron_id__in=scope.neuron_ids)
+    return qs.count()
+
+
+def anonymous_traffic(scope: Scope) -> dict[str, Any] | None:
+    """Traffic counted without analytics consent. Kept per day, path, device and country
+    only, so it follows the range's local dates and cannot be filtered by UTM source."""
+    if scope.filters.utm_source is not None:
+        return None
+    first = scope.start.astimezone(scope.tz).date()
+    last = (scope.end - timedelta(microseconds=1)).astimezone(scope.tz).date()
+    qs = AnonymousTrafficCount.objects.filter(day__gte=first, day__lte=last)
+    if scope.neuron_ids is not None:
+        qs = qs.filter(neuron_id__in=scope.neuron_ids)
+    if scope.filters.device_type is not None:
+        qs = qs.filter(device_type=scope.filters.device_type)
+    if scope.filters.country is not None:
+        qs = qs.filter(country=scope.filters.country)
+    totals = qs.aggregate(page_views=Sum("page_views"), events=Sum("events"))
+    return {"pageViews": totals["page_views"] or 0, "events": totals["events"] or 0}
+
+
+def _change(current: float, previous: float) -> float | None:
+    return round((current - previous) / previous, 6) if previous else None
+
+
+def metrics_summary(*, scope: Scope, now: datetime | None = None) -> dict[str, Any]:
+    now = now or timezone.now()
+    current = _period_metrics(scope)
+    previous = _period_metrics(scope.previous)
+    anon_now = anonymous_traffic(scope)
+    anon_prev = anonymous_traffic(scope.previous)
+    return {
+        "period": scope.describe(),
+        "previousPeriod": scope.previous.describe(),
+        "activeSessions": active_sessions_count(scope, now=now),
+        "consented": {
+            name: {"value": current[name], "previous": previous[name], "change": _change(current[name], previous[name])}
+            for name in METRIC_NAMES
+        },
+        "anonymous": None
+        if anon_now is None or anon_prev is None
+        else {
+            name: {
+                "value": anon_now[name],
+                "previous": anon_prev[name],
+                "change": _change(anon_now[name], anon_prev[name]),
+            }
+            for name in ("pageViews", "events")
+        },
+    }
+
+
+# ---------------------------------------------------------------------------
+# Trends
+# ---------------------------------------------------------------------------
+
+TREND_METRICS = METRIC_NAMES
+
+
+def trends_series(*, scope: Scope, metric: str, interval: str) -> dict[str, Any]:
+    bounds = bucket_bounds(scope, interval)
+    if len(bounds) > MAX_HOURLY_BUCKETS:
+        raise ValidationFailed("Too many buckets.", errors={"interval": ["Hourly series may span at most 31 days."]})
+    if metric == "visitors":
+        values: list[float] = list(visitors_series(scope, interval, bounds))
+    else:
+        counts = read_counts(scope, ["total", "event_type", "conversions"], bounds)
+        values = [
+            _derive(counts["total"][i].get("", _zero("total")), counts["event_type"][i], counts["conversions"][i])[
+                metric
+            ]
+            for i in range(len(bounds) - 1)
+        ]
+    return {
+        "period": scope.describe(),
+        "metric": metric,
+        "interval": interval,
+        "series": [
+            {"start": bounds[i].astimezone(scope.tz).isoformat(), "value": values[i]} for i in range(len(bounds) - 1)
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------
+# Breakdowns: pages, referrers, events, engagement, devices, geography, segments
+# ---------------------------------------------------------------------------
+
+
+def _ranked(cells: Counts, metric: str, limit: int | None, *, label: str = "value") -> list[dict[str, Any]]:
+    total = sum(c[metric] for c in cells.values())
+    rows = sorted(cells.items(), key=lambda kv: (-kv[1][metric], kv[0]))
+    if limit is not None:
+        rows = rows[:limit]
+    return [{label: value, metric_key(metric): int(c[metric]), "share": _ratio(c[metric], total)} for value, c in rows]
+
+
+def metric_key(metric: str) -> str:
+    return {"events": "count", "sessions": "sessions"}[metric]
+
+
+def pages_report(*, scope: Scope, limit: int) -> dict[str, Any]:
+    counts = read_counts(scope, ["page", "entry_page", "exit_page"])
+    return {
+        "period": scope.describe(),
+        "top": [
+            {"path": r["path"], "pageViews": r["count"], "share": r["share"]}
+            for r in _ranked(counts["page"][0], "events", limit, label="path")
+        ],
+        "entry": _ranked(counts["entry_page"][0], "sessions", limit, label="path"),
+        "exit": _ranked(counts["exit_page"][0], "sessions", limit, label="path"),
+    }
+
+
+def referrers_report(*, scope: Scope, limit: int) -> dict[str, Any]:
+    dims = ["referrer", "utm_source", "utm_medium", "utm_campaign"]
+    counts = read_counts(scope, dims)
+    return {
+        "period": scope.describe(),
+        "referrers": [
+            {"domain": r["value"] or None, "sessions": r["sessions"], "share": r["share"]}
+            for r in _ranked(counts["referrer"][0], "sessions", limit)
+        ],
+        "utm": {
+            key: _ranked({v: c for v, c in counts[dim][0].items() if v}, "sessions", limit)
+            for key, dim in (("source", "utm_source"), ("medium", "utm_medium"), ("campaign", "utm_campaign"))
+        },
+    }
+
+
+def events_report(*, scope: Scope, limit: int) -> dict[str, Any]:
+    counts = read_counts(scope, ["event_type", "event_name"])
+    names = []
+    for r in _ranked(counts["event_name"][0], "events", None):
+        event_type, _, name = r["value"].partition(NAME_SEPARATOR)
+        if name:
+            names.append({"type": event_type, "name": name, "count": r["count"], "share": r["share"]})
+    return {
+        "period": scope.describe(),
+        "types": [
+            {"type": r["value"], "count": r["count"], "share": r["share"]}
+            for r in _ranked(counts["event_type"][0], "events", limit)
+        ],
+        "names": names[:limit],
+    }
+
+
+ENGAGEMENT_FORMULA = {
+    "expression": "100 * (0.35*D + 0.25*P + 0.25*I + 0.15*C)",
+    "weights": WEIGHTS,
+    "terms": {
+        "D": f"min(duration / {int(DURATION_SATURATION.total_seconds())} s, 1)",
+        "P": f"min((page views - 1) / {DEPTH_SATURATION}, 1)",
+        "I": f"min(interactions / {INTERACTION_SATURATION}, 1)",
+        "C": "1 if the session converted, else 0",
+    },
+}
+
+
+def engagement_report(*, scope: Scope) -> dict[str, Any]:
+    counts = read_counts(scope, ["engagement", "total"])
+    bins = counts["engagement"][0]
+    total = counts["total"][0].get("", _zero("total"))
+    sessions = total["sessions"]
+    return {
+        "period": scope.describe(),
+        "formula": ENGAGEMENT_FORMULA,
+        "sessions": int(sessions),
+        "average": round(total["engagement_sum"] / sessions, 3) if sessions else 0.0,
+        "bins": [
+            {
+                "from": edge,
+                "to": edge + 10,
+                "sessions": int(bins.get(str(edge), {}).get("sessions", 0)),
+                "share": _ratio(bins.get(str(edge), {}).get("sessions", 0), sessions),
+            }
+            for edge in range(0, 100, 10)
+        ],
+    }
+
+
+def _breakdown(cells: Counts, limit: int | None = None) -> list[dict[str, Any]]:
+    total = sum(c["sessions"] for c in cells.values())
+    rows = sorted(cells.items(), key=lambda kv: (-kv[1]["sessions"], kv[0]))[:limit]
+    return [
+        {
+            "value": value,
+            "sessions": int(c["sessions"]),
+            "share": _ratio(c["sessions"], total),
+            "bounceRate": _ratio(c["bounces"], c["sessions"]),
+            "conversionRate": _ratio(c["converted_sessions"], c["sessions"]),
+        }
+        for value, c in rows
+    ]
+
+
+def devices_report(*, scope: Scope) -> dict[str, Any]:
+    counts = read_counts(scope, ["device_type", "browser", "os"])
+    return {
+        "period": scope.describe(),
+        "deviceTypes": _breakdown(counts["device_type"][0]),
+        "browsers": _breakdown(counts["browser"][0]),
+        "operatingSystems": _breakdown(counts["os"][0]),
+    }
+
+
+def geographic_report(*, scope: Scope) -> dict[str, Any]:
+    counts = read_counts(scope, ["country"])
+    return {
+        "period": scope.describe(),
+        "countries": _breakdown(counts["country"][0]),
+        # The bundled GeoIP database resolves countries only; no region is stored.
+        "regions": [],
+        "regionsAvailable": False,
+    }
+
+
+CONSENT_PURPOSES = ("analytics", "personalization", "marketing", "fingerprinting")
+
+
+def segments_report(*, scope: Scope) -> dict[str, Any]:
+    """Built-in segments. Consent state counts every session, consented or not: it is
+    a number per purpose and nothing else."""
+    counts = read_counts(scope, ["total", "device_type", "country"])
+    total = counts["total"][0].get("", _zero("total"))
+    sessions = total["sessions"]
+    segments: list[dict[str, Any]] = [
+        {
+            "id": "visitors:new",
+            "kind": "newVsReturning",
+            "name": "New visitors",
+            "sessions": int(total["new_sessions"]),
+        },
+        {
+            "id": "visitors:returning",
+            "kind": "newVsReturning",
+            "name": "Returning visitors",
+            "sessions": int(sessions - total["new_sessions"]),
+        },
+    ]
+    for row in _breakdown(counts["device_type"][0]):
+        segments.append(
+            {"id": f"device:{row['value']}", "kind": "device", "name": row["value"], "sessions": row["sessions"]}
+        )
+    for row in _breakdown(counts["country"][0]):
+        segments.append(
+            {
+                "id": f"country:{row['value'] or '--'}",
+                "kind": "country",
+                "name": row["value"] or "Unknown",
+                "sessions": row["sessions"],
+            }
+        )
+    for segment in segments:
+        segment["share"] = _ratio(segment["sessions"], sessions)
+    everyone = UserSession.objects.filter(
+        scope.filters.session_q(), started_at__gte=scope.start, started_at__lt=scope.end
+    )
+    if scope.neuron_ids is not None:
+        everyone = everyone.filter(neuron_id__in=scope.neuron_ids)
+    consent = everyone.aggregate(
+        all=Count("pk"), **{p: Count("pk", filter=Q(**{f"consent__{p}": True})) for p in CONSENT_PURPOSES}
+    )
+    for purpose in CONSENT_PURPOSES:
+        segments.append(
+            {
+                "id": f"consent:{purpose}",
+                "kind": "consent",
+                "name": f"{purpose} consent granted",
+                "sessions": consent[purpose],
+                "share": _ratio(consent[purpose], consent["all"]),
+            }
+        )
+    return {"period": scope.describe(), "sessions": int(sessions), "allSessions": consent["all"], "segments": segments}
+
+
+# ---------------------------------------------------------------------------
+# Funnels, journeys, retention: need order and identity, so they read raw rows
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    kind: str  # "event" or "page"
+    event_type: str = ""
+    event_name: str = ""
+    path: str = ""
+
+    @property
+    def label(self) -> str:
+        if self.kind == "page":
+            return f"page:{self.path}"
+        return f"event:{self.event_type}" + (f":{self.event_name}" if self.event_name else "")
+
+    def q(self) -> Q:
+        if self.kind == "page":
+            return Q(event_type=PAGE_VIEW, page_path=self.path)
+        q = Q(event_type=self.event_type)
+        return q & Q(event_name=self.event_name) if self.event_name else q
+
+    def matches(self, event_type: str, event_name: str, path: str) -> bool:
+        if self.kind == "page":
+            return event_type == PAGE_VIEW and path == self.path
+        return event_type == self.event_type and (not self.event_name or event_name == self.event_name)
+
+
+def funnel_report(*, scope: Scope, steps: Sequence[FunnelStep], window: timedelta) -> dict[str, Any]:
+    """Visitors through ordered steps within `window` of their first step (events in range)."""
+    any_step = Q(pk__in=[])
+    for step in steps:
+        any_step |= step.q()
+    rows = (
+        event_queryset(start=scope.start, end=scope.end, neuron_ids=scope.neuron_ids, filters=scope.filters)
+        .filter(any_step)
+        .order_by("neuron_id", "anonymous_id", "timestamp", "pk")
+        .values_list("neuron_id", "anonymous_id", "session_id", "timestamp", "event_type", "event_name", "page_path")
+    )
+    reached: list[list[float]] = []
+    current: Any = None
+    stream: list[tuple[float, frozenset[int]]] = []
+    seconds = window.total_seconds()
+    origin = scope.start
+    for neuron_id, anonymous_id, session_id, ts, event_type, event_name, path in rows.iterator(chunk_size=5000):
+        visitor = (neuron_id, anonymous_id or f"session:{session_id}")
+        if visitor != current:
+            if stream:
+                reached.append(funnel_match(stream, len(steps), seconds))
+            current, stream = visitor, []
+        matched = frozenset(i for i, s in enumerate(steps) if s.matches(event_type, event_name, path))
+        stream.append(((ts - origin).total_seconds(), matched))
+    if stream:
+        reached.append(funnel_match(stream, len(steps), seconds))
+    summary = funnel_summarise(reached, len(steps))
+    return {
+        "period": scope.describe(),
+        "windowSeconds": int(seconds),
+        "unit": "visitor",
+        "steps": [
+            {
+                "step": i + 1,
+                "label": step.label,
+                "entrants": r.entrants,
+                "dropOff": r.drop_off,
+                "conversionFromStart": round(r.conversion_from_start, 6),
+                "conversionFromPrevious": round(r.conversion_from_previous, 6),
+                "medianSecondsFromPrevious": r.median_seconds_from_previous,
+            }
+            for i, (step, r) in enumerate(zip(steps, summary, strict=True))
+        ],
+    }
+
+
+def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top: int) -> dict[str, Any]:
+    """Page paths after (or before) a page, per session, from page views in the range."""
+    views = event_queryset(start=scope.start, end=scope.end, neuron_ids=scope.neuron_ids, filters=scope.filters).filter(
+        event_type=PAGE_VIEW
+    )
+    with_page = views.filter(page_path=page).values("session_id")
+    rows = (
+        views.filter(session_id__in=with_page)
+        .order_by("session_id", "timestamp", "pk")
+        .values_list("session_id", "page_path")
+    )
+    sessions: list[list[str]] = []
+    current = None
+    for session_id, path in rows.iterator(chunk_size=5000):
+        if session_id != current:
+            sessions.append([])
+            current = session_id
+        sessions[-1].append(path)
+    graph = journey_graph(sessions, page=page, direction=direction, depth=depth, top=top)
+    return {"period": scope.describe(), "page": page, "direction": direction, "depth": depth, **graph}
+
+
+def _period_index(moment: datetime, origin: date, period: str, tz: ZoneInfo) -> int:
+    day = moment.astimezone(tz).date()
+    if period == "day":
+        return (day - origin).days
+    return ((day - timedelta(days=day.weekday())) - origin).days // 7
+
+
+def retention_report(*, scope: Scope, period: str, periods: int, now: datetime | None = None) -> dict[str, Any]:
+    """Cohorts of visitors by the local day or week of their first session; the share
+    seen again in each later period. Visitors first seen before the range are not
+    in any cohort; later periods run past the range end, up to now."""
+    now = now or timezone.now()
+    origin = scope.start.astimezone(scope.tz).date()
+    if period == "week":
+        origin = origin - timedelta(days=origin.weekday())
+    last_cohort = _period_index(scope.end - timedelta(microseconds=1), origin, period, scope.tz)
+    n_cohorts = last_cohort + 1
+    span = DAY if period == "day" else 7 * DAY
+    horizon = min(_local_midnight(origin, scope.tz) + (n_cohorts + periods) * span + DAY, max(now, scope.end))
+    f = scope.filters
+    earlier = consented_sessions().filter(
+        f.session_q(),
+        neuron=OuterRef("neuron"),
+        anonymous_id=OuterRef("anonymous_id"),
+        started_at__lt=scope.start,
+    )
+    qs = session_queryset(start=scope.start, end=horizon, neuron_ids=scope.neuron_ids, filters=f).filter(
+        ~Exists(earlier)
+    )
+    visits = (
+        ((neuron_id, anon), _period_index(started, origin, period, scope.tz))
+        for neuron_id, anon, started in qs.values_list("neuron_id", "anonymous_id", "started_at").iterator(
+            chunk_size=5000
+        )
+    )
+    table = retention_matrix(visits, n_cohorts, periods + 1)
+    cohorts = []
+    for c, row in enumerate(table):
+        start_day = origin + (timedelta(days=c) if period == "day" else timedelta(weeks=c))
+        size = row[0]
+        cohorts.append(
+            {
+                "cohort": start_day.isoformat(),
+                "visitors": size,
+                "returning": [
+                    {"period": k, "visitors": row[k], "share": _ratio(row[k], size)} for k in range(1, periods + 1)
+                ],
+            }
+        )
+    return {"period": scope.describe(), "cohortPeriod": period, "periods": periods, "cohorts": cohorts}
+
+
+def funnel_steps_from_strings(raw_steps: Sequence[str]) -> list[FunnelStep]:
+    """`page:/pricing`, `event:click`, `event:click:signup` -> steps; bad ones raise a 400."""
+    steps: list[FunnelStep] = []
+    errors: dict[str, list[str]] = {}
+    for i, raw in enumerate(raw_steps):
+        kind, _, rest = raw.partition(":")
+        if kind == "page" and rest.startswith("/"):
+            steps.append(FunnelStep(kind="page", path=rest))
+        elif kind == "event" and rest:
+            event_type, _, name = rest.partition(":")
+            steps.append(FunnelStep(kind="event", event_type=event_type, event_name=name))
+        else:
+            errors[f"step[{i}]"] = ["Use page:/path, event:type or event:type:name."]
+    if errors:
+        raise ValidationFailed("Invalid funnel steps; see errors.", errors=errors)
+    return steps

@@ -1,0 +1,280 @@
+"""Writes for analytics: building the hourly and daily rollups.
+
+Every job here is idempotent: a period is rebuilt by deleting its rows and
+inserting them again inside one transaction, so running a job twice, or two
+workers at once, leaves the same rows. A period is *closed* once nothing that
+started in it can still change: a session may run for the absolute lifetime and
+accept events for a grace period after it ends, so hours close
+ANALYTICS_ROLLUP_SETTLE after they end. Reads use rollups for closed periods
+and raw rows for the rest.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Min
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from analytics.aggregation import (
+    EVENT_DIMENSIONS,
+    FILTER_FIELDS,
+    HOURLY_DIMENSIONS,
+    SESSION_DIMENSIONS,
+    Filters,
+    consented_sessions,
+    event_aggregate,
+    event_queryset,
+    metrics_of,
+    session_aggregate,
+    session_queryset,
+)
+from analytics.models import ALL, DailyRollup, Granularity, HourlyRollup, RollupBase, RollupPeriod, RollupWatermark
+from sessions_app.models import BehaviorEvent
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+# Which filter attributes keep their value (True) or become ALL (False) in a rollup row.
+_ALL_SUBSETS = list(itertools.product((False, True), repeat=len(FILTER_FIELDS)))
+_AT_MOST_ONE = [keep for keep in _ALL_SUBSETS if sum(keep) <= 1]
+
+
+def floor_hour(moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def floor_day(moment: datetime) -> datetime:
+    return floor_hour(moment).replace(hour=0)
+
+
+def rollup_closed_target(*, now: datetime) -> datetime:
+    """The hour boundary before which every hour is closed at `now`."""
+    return floor_hour(now - settings.ANALYTICS_ROLLUP_SETTLE)
+
+
+def _fold(
+    rows: list[dict[str, Any]], metrics: tuple[str, ...], subsets: list[tuple[bool, ...]]
+) -> dict[tuple, dict[str, float]]:
+    """Detailed rows (per filter values) -> rows for each kept combination of values and ALL."""
+    out: dict[tuple, dict[str, float]] = {}
+    for row in rows:
+        for keep in subsets:
+            filt = tuple(row[name] if k else ALL for name, k in zip(FILTER_FIELDS, keep, strict=True))
+            key = (row["neuron_id"], row["hour"], *filt, row["value"])
+            bucket = out.get(key)
+            if bucket is None:
+                out[key] = {m: row[m] for m in metrics}
+            else:
+                for m in metrics:
+                    bucket[m] += row[m]
+    return out
+
+
+def _rollup_rows(
+    *, model: type[RollupBase], start: datetime, end: datetime, period: str
+) -> tuple[list[RollupBase], dict[datetime, list[int]]]:
+    """Rollup rows for the periods in [start, end), plus each period's source row counts."""
+    floor = floor_hour if period == "hour" else floor_day
+    dimensions = HOURLY_DIMENSIONS if period == "hour" else (*SESSION_DIMENSIONS, *EVENT_DIMENSIONS)
+    rows: list[RollupBase] = []
+    sources: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
+    sessions = session_queryset(start=start, end=end, neuron_ids=None, filters=Filters())
+    events = event_queryset(start=start, end=end, neuron_ids=None, filters=Filters())
+    for dimension in dimensions:
+        if dimension in SESSION_DIMENSIONS:
+            aggregate, queryset = session_aggregate, sessions
+        else:
+            aggregate, queryset = event_aggregate, events
+        detail = aggregate(
+            queryset=queryset, dimension=dimension, hour_tz=UTC, by_filters=True, by_neuron=True, period=period
+        )
+        if dimension == "total":
+            for row in detail:
+                sources[floor(row["hour"])][0] += row["sessions"]
+        elif dimension == "event_type":
+            for row in detail:
+                sources[floor(row["hour"])][1] += row["events"]
+        subsets = _ALL_SUBSETS if dimension in HOURLY_DIMENSIONS else _AT_MOST_ONE
+        for (neuron_id, moment, device, country, utm, value), counts in _fold(
+            detail, metrics_of(dimension), subsets
+        ).items():
+            rows.append(
+                model(
+                    neuron_id=neuron_id,
+                    period_start=floor(moment),
+                    device_type=device,
+                    country=country,
+                    utm_source=utm,
+                    dimension=dimension,
+                    value=value[:1024],
+                    **counts,
+                )
+            )
+    return rows, sources
+
+
+def _replace_periods(
+    *, model: type[RollupBase], granularity: str, start: datetime, end: datetime, step: timedelta, now: datetime
+) -> int:
+    rows, sources = _rollup_rows(model=model, start=start, end=end, period=granularity)
+    model.objects.filter(period_start__gte=start, period_start__lt=end).delete()
+    model.objects.bulk_create(rows, batch_size=2000)
+    RollupPeriod.objects.filter(granularity=granularity, period_start__gte=start, period_start__lt=end).delete()
+    count = int((end - start) / step)
+    RollupPeriod.objects.bulk_create(
+        [
+            RollupPeriod(
+                granularity=granularity,
+                period_start=moment,
+                source_sessions=sources[moment][0] if moment in sources else 0,
+                source_events=sources[moment][1] if moment in sources else 0,
+                computed_at=now,
+            )
+            for moment in (start + i * step for i in range(count))
+        ],
+        batch_size=2000,
+    )
+    return len(rows)
+
+
+@transaction.atomic
+def rollup_build_hours(*, start: datetime, end: datetime, now: datetime | None = None) -> int:
+    """(Re)build the hourly rollups of every hour in [start, end). Returns the rows written."""
+    start, end = floor_hour(start), floor_hour(end)
+    if end <= start:
+        return 0
+    return _replace_periods(
+        model=HourlyRollup, granularity=Granularity.HOUR, start=start, end=end, step=HOUR, now=now or timezone.now()
+    )
+
+
+@transaction.atomic
+def rollup_build_days(*, start: datetime, end: datetime, now: datetime | None = None) -> int:
+    """(Re)build the daily rollups of every UTC day in [start, end), every dimension."""
+    start, end = floor_day(start), floor_day(end)
+    if end <= start:
+        return 0
+    return _replace_periods(
+        model=DailyRollup, granularity=Granularity.DAY, start=start, end=end, step=DAY, now=now or timezone.now()
+    )
+
+
+def _earliest_data() -> datetime | None:
+    first_session = consented_sessions().aggregate(m=Min("started_at"))["m"]
+    first_event = BehaviorEvent.objects.aggregate(m=Min("timestamp"))["m"]
+    candidates = [m for m in (first_session, first_event) if m is not None]
+    return min(candidates) if candidates else None
+
+
+def _watermark(granularity: str) -> RollupWatermark | None:
+    return RollupWatermark.objects.select_for_update().filter(granularity=granularity).first()
+
+
+def _set_watermark(granularity: str, value: datetime) -> None:
+    RollupWatermark.objects.update_or_create(granularity=granularity, defaults={"closed_through": value})
+
+
+@transaction.atomic
+def rollup_advance(*, now: datetime | None = None, chunk: timedelta = DAY) -> dict[str, int]:
+    """Roll up every hour and day that closed since the last run, and move the watermarks.
+
+    The watermark rows are locked for the whole run, so two concurrent runs
+    serialise instead of building the same periods twice.
+    """
+    now = now or timezone.now()
+    target = rollup_closed_target(now=now)
+    hourly = _watermark(Granularity.HOUR)
+    built_hours = 0
+    if hourly is None:
+        earliest = _earliest_data()
+        start = floor_hour(earliest) if earliest is not None and earliest < target else target
+    else:
+        start = hourly.closed_through
+    cursor = start
+    while cursor < target:
+        step_end = min(cursor + chunk, target)
+        rollup_build_hours(start=cursor, end=step_end, now=now)
+        built_hours += int((step_end - cursor) / HOUR)
+        cursor = step_end
+    if hourly is None or target > hourly.closed_through:
+        _set_watermark(Granularity.HOUR, max(target, start))
+    hourly_through = max(target, start)
+
+    daily = _watermark(Granularity.DAY)
+    day_target = floor_day(hourly_through)
+    day_start = daily.closed_through if daily is not None else floor_day(start)
+    built_days = 0
+    cursor = day_start
+    while cursor < day_target:
+        step_end = min(cursor + 7 * DAY, day_target)
+        rollup_build_days(start=cursor, end=step_end, now=now)
+        built_days += int((step_end - cursor) / DAY)
+        cursor = step_end
+    if daily is None or day_target > daily.closed_through:
+        _set_watermark(Granularity.DAY, max(day_target, day_start))
+    return {"hours": built_hours, "days": built_days}
+
+
+def rollup_reconcile(*, now: datetime | None = None, days: int | None = None) -> dict[str, int]:
+    """Rebuild closed periods whose raw rows changed after they were rolled up.
+
+    Late events (a client's offline queue) and erasures change rows of closed
+    hours. Each closed hour of the last `days` days is recounted (sessions and
+    events, two grouped index scans) and compared with the counts it was built
+    from; mismatched hours are rebuilt, then the days that hold them.
+    """
+    now = now or timezone.now()
+    days = settings.ANALYTICS_ROLLUP_RECHECK_DAYS if days is None else days
+    mark = RollupWatermark.objects.filter(granularity=Granularity.HOUR).first()
+    if mark is None:
+        return {"hours": 0, "days": 0}
+    end = mark.closed_through
+    start = floor_day(end - timedelta(days=days))
+    recorded = {
+        p: (s, e)
+        for p, s, e in RollupPeriod.objects.filter(
+            granularity=Granularity.HOUR, period_start__gte=start, period_start__lt=end
+        ).values_list("period_start", "source_sessions", "source_events")
+    }
+    actual: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
+    session_counts = (
+        consented_sessions()
+        .filter(started_at__gte=start, started_at__lt=end)
+        .annotate(hour=TruncHour("started_at", tzinfo=UTC))
+        .values("hour")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in session_counts:
+        actual[floor_hour(row["hour"])][0] = row["n"]
+    event_counts = (
+        BehaviorEvent.objects.filter(timestamp__gte=start, timestamp__lt=end)
+        .annotate(hour=TruncHour("timestamp", tzinfo=UTC))
+        .values("hour")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in event_counts:
+        actual[floor_hour(row["hour"])][1] = row["n"]
+    stale = sorted(
+        hour
+        for hour in set(actual) | set(recorded)
+        if start <= hour < end and tuple(actual.get(hour, [0, 0])) != recorded.get(hour, (0, 0))
+    )
+    for hour in stale:
+        rollup_build_hours(start=hour, end=hour + HOUR, now=now)
+    stale_days = sorted({floor_day(h) for h in stale})
+    daily = RollupWatermark.objects.filter(granularity=Granularity.DAY).first()
+    rebuilt_days = 0
+    for day in stale_days:
+        if daily is not None and day + DAY <= daily.closed_through:
+            rollup_build_days(start=day, end=day + DAY, now=now)
+            rebuilt_days += 1
+    return {"hours": len(stale), "days": rebuilt_days}
