@@ -44,6 +44,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Concat, TruncDay, TruncHour
 
+from sessions_app.event_input import PAGE_VIEW_TYPES
 from sessions_app.models import BehaviorEvent, UserSession
 
 FILTER_FIELDS = ("device_type", "country", "utm_source")
@@ -52,12 +53,11 @@ SESSION_METRICS = (
     "new_sessions",
     "bounces",
     "converted_sessions",
-    "session_page_views",
+    "page_view_sum",
     "duration_seconds",
     "engagement_sum",
 )
 EVENT_METRICS = ("events",)
-PAGE_VIEW = "page_view"
 # Separates event type from event name in the "event_name" dimension's value.
 NAME_SEPARATOR = "\n"
 ENGAGEMENT_BIN_WIDTH = 10
@@ -139,7 +139,9 @@ def _engagement_expression() -> Case:
 
 
 def _exit_page_expression() -> Subquery:
-    last = BehaviorEvent.objects.filter(session=OuterRef("pk"), event_type=PAGE_VIEW).order_by("-timestamp", "-pk")
+    last = BehaviorEvent.objects.filter(session=OuterRef("pk"), event_type__in=PAGE_VIEW_TYPES).order_by(
+        "-timestamp", "-pk"
+    )
     return Subquery(last.values("page_path")[:1], output_field=CharField())
 
 
@@ -165,7 +167,7 @@ EVENT_DIMENSIONS: dict[str, tuple[Callable[[], Any], Callable[[], Q]]] = {
         lambda: Concat(F("event_type"), Value(NAME_SEPARATOR), F("event_name"), output_field=CharField()),
         Q,
     ),
-    "page": (lambda: F("page_path"), lambda: Q(event_type=PAGE_VIEW)),
+    "page": (lambda: F("page_path"), lambda: Q(event_type__in=PAGE_VIEW_TYPES)),
     "conversions": (lambda: Value("", output_field=CharField()), conversion_q),
 }
 
@@ -260,7 +262,7 @@ def session_aggregate(
             new_sessions=Count("pk", filter=~Exists(earlier)),
             bounces=Count("pk", filter=Q(page_view_count__lte=1, interaction_count=0)),
             converted_sessions=Count("pk", filter=Exists(converted)),
-            session_page_views=Sum("page_view_count"),
+            page_view_sum=Sum("page_view_count"),
             duration_raw=Sum(ExpressionWrapper(F("last_activity_at") - F("started_at"), output_field=DurationField())),
             engagement_sum=Sum("engagement_score"),
         )
@@ -268,7 +270,7 @@ def session_aggregate(
     )
     for row in rows:
         row["duration_seconds"] = _seconds(row.pop("duration_raw"))
-        row["session_page_views"] = row["session_page_views"] or 0
+        row["page_view_sum"] = row["page_view_sum"] or 0
         row["engagement_sum"] = float(row["engagement_sum"] or 0.0)
     return _remap(rows, post, SESSION_METRICS)
 

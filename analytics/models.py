@@ -41,7 +41,7 @@ class RollupBase(models.Model):
     new_sessions = models.PositiveIntegerField(default=0)
     bounces = models.PositiveIntegerField(default=0)
     converted_sessions = models.PositiveIntegerField(default=0)
-    session_page_views = models.PositiveBigIntegerField(default=0)
+    page_view_sum = models.PositiveBigIntegerField(default=0)
     duration_seconds = models.FloatField(default=0.0)
     engagement_sum = models.FloatField(default=0.0)
     # Event-attributed count (an event belongs to the period of its timestamp).

@@ -26,7 +26,6 @@ from django.utils import timezone
 from analytics.aggregation import (
     HOURLY_DIMENSIONS,
     NAME_SEPARATOR,
-    PAGE_VIEW,
     Filters,
     consented_sessions,
     dimension_supports,
@@ -47,6 +46,7 @@ from sessions_app.engagement import (
     INTERACTION_SATURATION,
     WEIGHTS,
 )
+from sessions_app.event_input import PAGE_VIEW_TYPES
 from sessions_app.models import AnonymousTrafficCount, UserSession
 
 HOUR = timedelta(hours=1)
@@ -369,13 +369,13 @@ def _derive(total: dict[str, float], events: Counts, conversions: Counts) -> dic
     return {
         "sessions": int(sessions),
         "newSessions": int(total["new_sessions"]),
-        "pageViews": int(events.get(PAGE_VIEW, {}).get("events", 0)),
+        "pageViews": int(sum(events.get(t, {}).get("events", 0) for t in PAGE_VIEW_TYPES)),
         "events": int(sum(v["events"] for v in events.values())),
         "conversions": int(conversions.get("", {}).get("events", 0)),
         "convertedSessions": int(total["converted_sessions"]),
         "avgSessionDuration": round(total["duration_seconds"] / sessions, 3) if sessions else 0.0,
         "bounceRate": _ratio(total["bounces"], sessions),
-        "pagesPerSession": _ratio(total["session_page_views"], sessions),
+        "pagesPerSession": _ratio(total["page_view_sum"], sessions),
         "conversionRate": _ratio(total["converted_sessions"], sessions),
         "avgEngagement": round(total["engagement_sum"] / sessions, 3) if sessions else 0.0,
     }
@@ -692,13 +692,13 @@ class FunnelStep:
 
     def q(self) -> Q:
         if self.kind == "page":
-            return Q(event_type=PAGE_VIEW, page_path=self.path)
+            return Q(event_type__in=PAGE_VIEW_TYPES, page_path=self.path)
         q = Q(event_type=self.event_type)
         return q & Q(event_name=self.event_name) if self.event_name else q
 
     def matches(self, event_type: str, event_name: str, path: str) -> bool:
         if self.kind == "page":
-            return event_type == PAGE_VIEW and path == self.path
+            return event_type in PAGE_VIEW_TYPES and path == self.path
         return event_type == self.event_type and (not self.event_name or event_name == self.event_name)
 
 
@@ -751,7 +751,7 @@ def funnel_report(*, scope: Scope, steps: Sequence[FunnelStep], window: timedelt
 def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top: int) -> dict[str, Any]:
     """Page paths after (or before) a page, per session, from page views in the range."""
     views = event_queryset(start=scope.start, end=scope.end, neuron_ids=scope.neuron_ids, filters=scope.filters).filter(
-        event_type=PAGE_VIEW
+        event_type__in=PAGE_VIEW_TYPES
     )
     with_page = views.filter(page_path=page).values("session_id")
     rows = (

@@ -1,0 +1,463 @@
+"""Analytics benchmark: 1M events / 100k sessions in PostgreSQL, rollups, endpoint latency vs DuckDB.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/<db> .venv/bin/python bench/analytics.py [--events N]
+
+1. Generates sessions and events over the last 30 days and loads them with COPY
+   (the rows go into the database named by DATABASE_URL: use a scratch one).
+2. Runs the rollup jobs as the beat schedule would and times them.
+3. Times every analytics endpoint for the 30-day range through Django's test
+   client (full view, selector and rendering path; no network): p50/p95 over
+   repeated calls.
+4. Loads the same rows into DuckDB (in memory) and times equivalent raw-scan
+   queries; prints our time as a ratio of DuckDB's. In the same run, times the
+   PostgreSQL raw-SQL baselines of DESIGN.md (distinct sessions per day, events
+   by type, a 4-step funnel).
+
+Figures depend on the machine; this one is shared, so run it twice and read both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("TESTING", "1")  # quiet development-key warnings; behaviour is production's
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from rest_framework.test import APIClient  # noqa: E402
+
+from analytics import services  # noqa: E402
+from analytics.models import DailyRollup, HourlyRollup, RollupPeriod, RollupWatermark  # noqa: E402
+from federation.models import Neuron  # noqa: E402
+from sessions_app.engagement import engagement_score  # noqa: E402
+from sessions_app.models import BehaviorEvent, UserSession  # noqa: E402
+
+PAGES = ["/", "/pricing", "/signup", "/checkout", "/docs", "/about"] + [f"/blog/post-{i}" for i in range(44)]
+PAGE_WEIGHTS = [30, 12, 6, 4, 8, 3] + [1.0 / (i + 1) * 10 for i in range(44)]
+REFERRERS = ["", "", "", "https://www.google.com/", "https://news.ycombinator.com/item", "https://t.co/x"]
+UTM = ["", "", "", "newsletter", "ads", "partner"]
+DEVICES = [("desktop", "Chrome", "Windows"), ("desktop", "Firefox", "Linux"), ("mobile", "Mobile Safari", "iOS"),
+           ("mobile", "Chrome Mobile", "Android"), ("tablet", "Mobile Safari", "iOS")]  # fmt: skip
+COUNTRIES = ["US", "GB", "DE", "FR", "IN", "BR", "JP", "CA", "AU", "NL", ""]
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def timed(fn, repeat: int) -> list[float]:
+    fn()  # warm caches and connections once
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
+
+
+def _columns(model) -> list:
+    return list(model._meta.concrete_fields)
+
+
+def generate(*, n_events: int, n_sessions: int, now: datetime, seed: int = 1) -> tuple[int, int]:
+    rng = random.Random(seed)
+    with connection.cursor() as cur:
+        cur.execute(
+            "TRUNCATE behavior_events, user_sessions, analytics_rollup_hourly, analytics_rollup_daily, "
+            "analytics_rollup_periods, analytics_rollup_watermarks RESTART IDENTITY CASCADE"
+        )
+    neuron, _ = Neuron.objects.get_or_create(
+        slug="bench", defaults={"name": "Bench", "publishable_key": "pk_bench", "secret_key_hash": "x" * 64}
+    )
+    start = now - timedelta(days=30)
+    visitors: list[str] = []
+    consented_ids: list[int] = []
+    sessions: list[dict] = []
+    for i in range(n_sessions):
+        if visitors and rng.random() < 0.4:
+            anon = visitors[int(rng.random() ** 2 * len(visitors))]
+        else:
+            anon = str(uuid.UUID(int=rng.getrandbits(128)))
+            visitors.append(anon)
+        device, browser, os_name = rng.choice(DEVICES)
+        consent = rng.random() < 0.9
+        started = start + timedelta(seconds=rng.random() * 30 * 86400)
+        sessions.append(
+            {
+                "id": i + 1,
+                "anon": anon,
+                "device": device,
+                "browser": browser,
+                "os": os_name,
+                "country": rng.choice(COUNTRIES),
+                "referrer": rng.choice(REFERRERS),
+                "utm": rng.choice(UTM),
+                "started": started,
+                "consent": consent,
+                "events": [],
+            }
+        )
+        if consent:
+            consented_ids.append(i)
+    # Spread the events over consented sessions (mean ~ n_events / consented sessions).
+    per = [1] * len(consented_ids)
+    for _ in range(n_events - len(per)):
+        per[int(rng.random() ** 1.5 * len(per))] += 1
+    rng.shuffle(per)
+    for idx, count in zip(consented_ids, per, strict=True):
+        s = sessions[idx]
+        t = s["started"]
+        path = rng.choices(PAGES, PAGE_WEIGHTS)[0]
+        evs = [("page_view", "", path, t)]
+        for _ in range(count - 1):
+            t = t + timedelta(seconds=rng.randrange(5, 180))
+            r = rng.random()
+            if r < 0.62:
+                path = rng.choices(PAGES, PAGE_WEIGHTS)[0]
+                evs.append(("page_view", "", path, t))
+            elif r < 0.87:
+                evs.append(("click", rng.choice(["signup", "cta", "nav", "play"]), "", t))
+            elif r < 0.97:
+                evs.append(("custom", rng.choice(["video", "scroll", ""]), "", t))
+            else:
+                evs.append(("conversion", "purchase", "", t))
+        s["events"] = evs
+
+    session_fields = _columns(UserSession)
+    event_fields = _columns(BehaviorEvent)
+    t0 = time.perf_counter()
+    raw = connection.connection  # psycopg 3 connection
+    with raw.cursor() as cur:
+        names = ", ".join(f.column for f in session_fields)
+        with cur.copy(f"COPY user_sessions ({names}) FROM STDIN") as copy:
+            for s in sessions:
+                evs = s["events"]
+                last = evs[-1][3] if evs else s["started"]
+                pv = sum(e[0] == "page_view" for e in evs)
+                conv = sum(e[0] == "conversion" for e in evs)
+                inter = len(evs) - pv - conv
+                values = {
+                    "id": s["id"],
+                    "public_id": uuid.UUID(int=rng.getrandbits(128)),
+                    "neuron": neuron.pk,
+                    "token_hash": uuid.uuid4().hex + uuid.uuid4().hex,
+                    "token_rotated_at": s["started"],
+                    "anonymous_id": s["anon"],
+                    "device_type": s["device"],
+                    "browser": s["browser"],
+                    "os": s["os"],
+                    "country": s["country"],
+                    "referrer": s["referrer"],
+                    "landing_page": evs[0][2] if evs else "/",
+                    "utm_source": s["utm"],
+                    "started_at": s["started"],
+                    "last_activity_at": last,
+                    "expires_at": last + timedelta(minutes=30),
+                    "ended_at": last + timedelta(minutes=30) if last < now - timedelta(minutes=30) else None,
+                    "event_count": len(evs),
+                    "page_view_count": pv,
+                    "interaction_count": inter,
+                    "conversion_count": conv,
+                    "engagement_score": engagement_score(
+                        duration=last - s["started"], page_views=pv, interactions=inter, conversions=conv
+                    ),
+                    "consent": {"analytics": s["consent"], "personalization": s["consent"], "marketing": False},
+                }
+                copy.write_row([_db_value(f, values) for f in session_fields])
+        names = ", ".join(f.column for f in event_fields)
+        eid = 0
+        with cur.copy(f"COPY behavior_events ({names}) FROM STDIN") as copy:
+            for s in sessions:
+                for event_type, name, path, ts in s["events"]:
+                    eid += 1
+                    values = {
+                        "id": eid,
+                        "neuron": neuron.pk,
+                        "session": s["id"],
+                        "anonymous_id": s["anon"],
+                        "event_type": event_type,
+                        "event_name": name,
+                        "page_path": path,
+                        "timestamp": ts,
+                        "received_at": ts,
+                        "message_id": f"m{eid}",
+                    }
+                    copy.write_row([_db_value(f, values) for f in event_fields])
+        cur.execute("SELECT setval('user_sessions_id_seq', %s)", [len(sessions)])
+        cur.execute("SELECT setval('behavior_events_id_seq', %s)", [eid])
+    raw.commit()
+    load = time.perf_counter() - t0
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE user_sessions; ANALYZE behavior_events")
+    print(
+        f"loaded {len(sessions):,} sessions and {eid:,} events with COPY in {load:.1f} s ({eid / load:,.0f} events/s)"
+    )
+    return len(sessions), eid
+
+
+def _db_value(field, values: dict):
+    from psycopg.types.json import Jsonb
+
+    key = field.name
+    if key in values:
+        value = values[key]
+    elif field.null:
+        value = None
+    else:
+        value = field.get_default()
+    if isinstance(value, dict | list):
+        return Jsonb(value)
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Timings
+# ---------------------------------------------------------------------------
+
+
+def endpoints(today: str, first: str) -> dict[str, tuple[str, dict]]:
+    base = {"from": first, "to": today}
+    funnel = {"step": ["page:/", "page:/pricing", "event:click:signup", "event:conversion"], "window": 86400}
+    return {
+        "metrics": ("/api/sessions/metrics", base),
+        "metrics (deviceType=mobile, tz=America/New_York)": (
+            "/api/sessions/metrics",
+            {**base, "deviceType": "mobile", "tz": "America/New_York"},
+        ),
+        "trends sessions/day": ("/api/sessions/analytics/trends", {**base, "metric": "sessions"}),
+        "trends visitors/day": ("/api/sessions/analytics/trends", {**base, "metric": "visitors"}),
+        "funnel 4 steps": ("/api/sessions/analytics/funnel", {**base, **funnel}),
+        "journeys /pricing next 3": ("/api/sessions/analytics/journeys", {**base, "page": "/pricing"}),
+        "retention day x7": ("/api/sessions/analytics/retention", {**base, "period": "day", "periods": 7}),
+        "engagement": ("/api/sessions/analytics/engagement", base),
+        "pages": ("/api/sessions/analytics/pages", base),
+        "referrers": ("/api/sessions/analytics/referrers", base),
+        "events": ("/api/sessions/analytics/events", base),
+        "devices": ("/api/sessions/devices", base),
+        "geographic": ("/api/sessions/geographic", base),
+        "segments": ("/api/sessions/segments", base),
+    }
+
+
+DUCK_SQL = {
+    "metrics": """
+        WITH s AS (SELECT * FROM sessions WHERE analytics AND started_at >= $a AND started_at < $b),
+        conv AS (SELECT DISTINCT session_id FROM events WHERE event_type = 'conversion')
+        SELECT count(*), count(DISTINCT anonymous_id), sum(page_view_count),
+               avg(epoch(last_activity_at) - epoch(started_at)),
+               avg(CASE WHEN page_view_count <= 1 AND interaction_count = 0 THEN 1 ELSE 0 END),
+               (SELECT count(*) FROM s JOIN conv ON conv.session_id = s.id),
+               (SELECT count(*) FROM events WHERE timestamp >= $a AND timestamp < $b AND event_type = 'page_view'),
+               (SELECT count(*) FROM events WHERE timestamp >= $a AND timestamp < $b AND event_type = 'conversion')
+        FROM s""",
+    "trends sessions/day": """
+        SELECT date_trunc('day', started_at) d, count(*) FROM sessions
+        WHERE analytics AND started_at >= $a AND started_at < $b GROUP BY 1""",
+    "trends visitors/day": """
+        SELECT date_trunc('day', started_at) d, count(DISTINCT anonymous_id) FROM sessions
+        WHERE analytics AND started_at >= $a AND started_at < $b GROUP BY 1""",
+    "funnel 4 steps": """
+        WITH e AS (SELECT anonymous_id v, timestamp t, event_type, event_name, page_path FROM events
+                   WHERE timestamp >= $a AND timestamp < $b),
+        s1 AS (SELECT v, min(t) t1 FROM e WHERE event_type = 'page_view' AND page_path = '/' GROUP BY v),
+        s2 AS (SELECT s1.v, s1.t1, min(e.t) t2 FROM s1 JOIN e ON e.v = s1.v AND e.t >= s1.t1
+               AND e.t <= s1.t1 + INTERVAL 1 DAY WHERE e.event_type = 'page_view' AND e.page_path = '/pricing'
+               GROUP BY 1, 2),
+        s3 AS (SELECT s2.v, s2.t1, min(e.t) t3 FROM s2 JOIN e ON e.v = s2.v AND e.t >= s2.t2
+               AND e.t <= s2.t1 + INTERVAL 1 DAY WHERE e.event_type = 'click' AND e.event_name = 'signup'
+               GROUP BY 1, 2),
+        s4 AS (SELECT s3.v FROM s3 JOIN e ON e.v = s3.v AND e.t >= s3.t3 AND e.t <= s3.t1 + INTERVAL 1 DAY
+               WHERE e.event_type = 'conversion' GROUP BY 1)
+        SELECT (SELECT count(*) FROM s1), (SELECT count(*) FROM s2), (SELECT count(*) FROM s3),
+               (SELECT count(*) FROM s4)""",
+    "journeys /pricing next 3": """
+        WITH pv AS (SELECT session_id, page_path p, row_number() OVER (PARTITION BY session_id ORDER BY timestamp) n
+                    FROM events WHERE event_type = 'page_view' AND timestamp >= $a AND timestamp < $b),
+        f AS (SELECT session_id, min(n) n FROM pv WHERE p = '/pricing' GROUP BY 1)
+        SELECT pv.n - f.n lvl, pv.p, count(*) FROM f JOIN pv ON pv.session_id = f.session_id
+        AND pv.n BETWEEN f.n AND f.n + 3 GROUP BY 1, 2""",
+    "retention day x7": """
+        WITH f AS (SELECT anonymous_id, min(started_at) first FROM sessions WHERE analytics GROUP BY 1
+                   HAVING min(started_at) >= $a AND min(started_at) < $b)
+        SELECT date_trunc('day', f.first) c,
+               date_diff('day', date_trunc('day', f.first), date_trunc('day', s.started_at)) k,
+               count(DISTINCT s.anonymous_id)
+        FROM f JOIN sessions s USING (anonymous_id) WHERE s.analytics GROUP BY 1, 2 HAVING k <= 7""",
+    "engagement": """
+        SELECT least(floor(engagement_score / 10), 9), count(*) FROM sessions
+        WHERE analytics AND started_at >= $a AND started_at < $b GROUP BY 1""",
+    "pages": """
+        SELECT (SELECT list(x) FROM (SELECT page_path, count(*) x FROM events WHERE event_type = 'page_view'
+                AND timestamp >= $a AND timestamp < $b GROUP BY 1 ORDER BY 2 DESC LIMIT 10)),
+               (SELECT list(x) FROM (SELECT landing_page, count(*) x FROM sessions WHERE analytics
+                AND started_at >= $a AND started_at < $b GROUP BY 1 ORDER BY 2 DESC LIMIT 10)),
+               (SELECT list(x) FROM (SELECT p, count(*) x FROM (SELECT session_id, arg_max(page_path, timestamp) p
+                FROM events WHERE event_type = 'page_view' GROUP BY 1) GROUP BY 1 ORDER BY 2 DESC LIMIT 10))""",
+    "referrers": """
+        SELECT regexp_extract(referrer, '//(?:www\\.)?([^/]+)', 1), utm_source, count(*) FROM sessions
+        WHERE analytics AND started_at >= $a AND started_at < $b GROUP BY GROUPING SETS ((1), (2))""",
+    "events": """
+        SELECT event_type, event_name, count(*) FROM events WHERE timestamp >= $a AND timestamp < $b
+        GROUP BY GROUPING SETS ((event_type), (event_type, event_name))""",
+    "devices": """
+        SELECT device_type, browser, os, count(*) FROM sessions WHERE analytics AND started_at >= $a
+        AND started_at < $b GROUP BY GROUPING SETS ((device_type), (browser), (os))""",
+    "geographic": """
+        SELECT country, count(*) FROM sessions WHERE analytics AND started_at >= $a AND started_at < $b GROUP BY 1""",
+    "segments": """
+        SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM sessions o WHERE o.anonymous_id = s.anonymous_id
+               AND o.started_at < s.started_at)), device_type, country, count(*)
+        FROM sessions s WHERE analytics AND started_at >= $a AND started_at < $b
+        GROUP BY GROUPING SETS ((), (device_type), (country))""",
+}
+
+PG_BASELINES = {
+    "distinct sessions per day": """
+        SELECT date_trunc('day', timestamp), count(DISTINCT session_id) FROM behavior_events
+        WHERE timestamp >= %(a)s AND timestamp < %(b)s GROUP BY 1""",
+    "events by type": """
+        SELECT event_type, count(*) FROM behavior_events WHERE timestamp >= %(a)s AND timestamp < %(b)s GROUP BY 1""",
+    "4-step funnel": DUCK_SQL["funnel 4 steps"]
+    .replace("$a", "%(a)s")
+    .replace("$b", "%(b)s")
+    .replace("FROM events", "FROM behavior_events")
+    .replace("INTERVAL 1 DAY", "INTERVAL '1 day'"),
+}
+
+
+def duckdb_load(tmp: Path):
+    import duckdb
+
+    t0 = time.perf_counter()
+    with connection.cursor() as cur:
+        raw = cur.connection
+        for table, query in (
+            (
+                "sessions",
+                "SELECT id, anonymous_id, device_type, browser, os, country, referrer, landing_page, utm_source, "
+                "started_at, last_activity_at, page_view_count, interaction_count, engagement_score, "
+                "(consent->>'analytics')::boolean AS analytics FROM user_sessions",
+            ),
+            (
+                "events",
+                "SELECT session_id, anonymous_id, event_type, event_name, page_path, timestamp FROM behavior_events",
+            ),
+        ):
+            with (
+                open(tmp / f"{table}.csv", "wb") as out,
+                raw.cursor().copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy,
+            ):
+                for chunk in copy:
+                    out.write(chunk)
+    db = duckdb.connect()
+    db.execute("SET TimeZone = 'UTC'")
+    for table in ("sessions", "events"):
+        db.execute(f"CREATE TABLE {table} AS SELECT * FROM read_csv_auto('{tmp / (table + '.csv')}')")
+    print(f"DuckDB: same rows exported and loaded in {time.perf_counter() - t0:.1f} s")
+    return db
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--skip-load", action="store_true", help="reuse the rows already loaded")
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        sys.exit("set DATABASE_URL to a scratch PostgreSQL database")
+    call_command("migrate", verbosity=0)
+    now = datetime.now(UTC).replace(microsecond=0)
+    print(f"analytics benchmark on {connection.settings_dict['NAME']} (shared 2-core machine; figures vary by run)")
+    if not args.skip_load:
+        generate(n_events=args.events, n_sessions=args.sessions, now=now)
+        for model in (HourlyRollup, DailyRollup, RollupPeriod, RollupWatermark):
+            model.objects.all().delete()
+
+    t0 = time.perf_counter()
+    built = services.rollup_advance(now=now)
+    first_run = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    again = services.rollup_advance(now=now + timedelta(hours=1))
+    incremental = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    services.rollup_reconcile(now=now)
+    reconcile = time.perf_counter() - t0
+    print(
+        f"rollups: first run {first_run:.1f} s ({built['hours']} hours, {built['days']} days; "
+        f"{HourlyRollup.objects.count():,} hourly + {DailyRollup.objects.count():,} daily rows); "
+        f"next hour {incremental * 1000:.0f} ms ({again['hours']} hour); reconcile of 7 days {reconcile * 1000:.0f} ms"
+    )
+    print(f"settle window (raw rows at query time): {settings.ANALYTICS_ROLLUP_SETTLE}")
+
+    user = get_user_model().objects.filter(username="bench-staff").first() or get_user_model().objects.create_user(
+        "bench-staff", "bench@example.com", "bench-staff-pw", is_staff=True
+    )
+    client = APIClient()
+    client.force_authenticate(user)
+    today = now.date()
+    first = today - timedelta(days=29)
+    a = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
+    b = datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        duck = duckdb_load(Path(tmp))
+        print(f"\n{'endpoint (30 days)':<50} {'p50 ms':>8} {'p95 ms':>8} {'duckdb p50':>11} {'ours/duck':>10}")
+        for label, (url, params) in endpoints(today.isoformat(), first.isoformat()).items():
+
+            def call(url=url, params=params):
+                response = client.get(url, params)
+                assert response.status_code == 200, response.content[:300]
+
+            ours = timed(call, args.repeat)
+            key = label.split(" (")[0]
+            duck_ms = None
+            if key in DUCK_SQL:
+                sql = DUCK_SQL[key]
+                duck_ms = timed(lambda sql=sql: duck.execute(sql, {"a": a, "b": b}).fetchall(), args.repeat)
+            d50 = statistics.median(duck_ms) if duck_ms else None
+            ratio = f"{statistics.median(ours) / d50:>9.2f}x" if d50 else f"{'-':>10}"
+            d50s = f"{d50:>11.1f}" if d50 else f"{'-':>11}"
+            print(f"{label:<50} {statistics.median(ours):>8.1f} {pct(ours, 0.95):>8.1f} {d50s} {ratio}")
+
+        print("\nbaselines on the same rows (raw scans, no rollups):")
+        print(f"{'query':<32} {'PostgreSQL p50 ms':>18} {'DuckDB p50 ms':>14}")
+        duck_equivalent = {
+            "distinct sessions per day": "SELECT date_trunc('day', timestamp), count(DISTINCT session_id) FROM events "
+            "WHERE timestamp >= $a AND timestamp < $b GROUP BY 1",
+            "events by type": "SELECT event_type, count(*) FROM events "
+            "WHERE timestamp >= $a AND timestamp < $b GROUP BY 1",
+            "4-step funnel": DUCK_SQL["funnel 4 steps"],
+        }
+        for label, sql in PG_BASELINES.items():
+            with connection.cursor() as cur:
+                pg = timed(lambda sql=sql, cur=cur: (cur.execute(sql, {"a": a, "b": b}), cur.fetchall()), 5)
+            dk = timed(lambda q=duck_equivalent[label]: duck.execute(q, {"a": a, "b": b}).fetchall(), 5)
+            print(f"{label:<32} {statistics.median(pg):>18.1f} {statistics.median(dk):>14.1f}")
+
+
+if __name__ == "__main__":
+    main()
