@@ -44,6 +44,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Concat, TruncDay, TruncHour
 
+from federation.models import Neuron
 from sessions_app.event_input import PAGE_VIEW_TYPES
 from sessions_app.models import BehaviorEvent, UserSession
 
@@ -145,6 +146,22 @@ def _exit_page_expression() -> Subquery:
     return Subquery(last.values("page_path")[:1], output_field=CharField())
 
 
+CONSENT_PURPOSES = ("analytics", "personalization", "marketing", "fingerprinting")
+
+
+def _consent_state_expression() -> Concat:
+    """'1'/'0' per purpose of CONSENT_PURPOSES, e.g. '1100': analytics and personalization granted."""
+    flags = [
+        Case(When(**{f"consent__{p}": True}, then=Value("1")), default=Value("0"), output_field=CharField())
+        for p in CONSENT_PURPOSES
+    ]
+    return Concat(*flags, output_field=CharField())
+
+
+# Dimensions counted over every session, with or without analytics consent: a count per
+# consent state is all they record.
+ALL_SESSIONS_DIMENSIONS = ("consent_state",)
+
 # name -> (SQL expression of the value, Python mapping applied after grouping or None)
 SESSION_DIMENSIONS: dict[str, tuple[Callable[[], Any], Callable[[Any], str] | None]] = {
     "total": (lambda: Value("", output_field=CharField()), None),
@@ -159,6 +176,7 @@ SESSION_DIMENSIONS: dict[str, tuple[Callable[[], Any], Callable[[Any], str] | No
     "entry_page": (lambda: F("landing_page"), url_path),
     "exit_page": (_exit_page_expression, lambda v: v or ""),
     "engagement": (_engagement_expression, None),
+    "consent_state": (_consent_state_expression, None),
 }
 
 EVENT_DIMENSIONS: dict[str, tuple[Callable[[], Any], Callable[[], Q]]] = {
@@ -172,14 +190,26 @@ EVENT_DIMENSIONS: dict[str, tuple[Callable[[], Any], Callable[[], Q]]] = {
 }
 
 
+def all_neuron_ids() -> tuple[int, ...]:
+    """Every site's id. Queries over all sites still name them, so PostgreSQL can use the
+    (neuron, time) indexes of sessions and events instead of scanning whole tables."""
+    return tuple(Neuron.objects.order_by("pk").values_list("pk", flat=True))
+
+
 def consented_sessions() -> QuerySet[UserSession]:
     return UserSession.objects.filter(consent__analytics=True)
 
 
 def session_queryset(
-    *, start: datetime, end: datetime, neuron_ids: Iterable[int] | None, filters: Filters
+    *,
+    start: datetime,
+    end: datetime,
+    neuron_ids: Iterable[int] | None,
+    filters: Filters,
+    consented_only: bool = True,
 ) -> QuerySet[UserSession]:
-    qs = consented_sessions().filter(filters.session_q(), started_at__gte=start, started_at__lt=end)
+    base = consented_sessions() if consented_only else UserSession.objects.all()
+    qs = base.filter(filters.session_q(), started_at__gte=start, started_at__lt=end)
     if neuron_ids is not None:
         qs = qs.filter(neuron_id__in=list(neuron_ids))
     return qs

@@ -24,9 +24,12 @@ from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from analytics.aggregation import (
+    ALL_SESSIONS_DIMENSIONS,
+    CONSENT_PURPOSES,
     HOURLY_DIMENSIONS,
     NAME_SEPARATOR,
     Filters,
+    all_neuron_ids,
     consented_sessions,
     dimension_supports,
     event_aggregate,
@@ -47,7 +50,7 @@ from sessions_app.engagement import (
     WEIGHTS,
 )
 from sessions_app.event_input import PAGE_VIEW_TYPES
-from sessions_app.models import AnonymousTrafficCount, UserSession
+from sessions_app.models import AnonymousTrafficCount
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -130,7 +133,9 @@ def scope_build(
         elif end_at - start_at > timedelta(days=settings.ANALYTICS_MAX_RANGE_DAYS):
             errors["to"] = [f"The range may span at most {settings.ANALYTICS_MAX_RANGE_DAYS} days."]
     neuron_ids = None
-    if neuron_slug is not None:
+    if neuron_slug is None:
+        neuron_ids = all_neuron_ids()
+    else:
         neuron = Neuron.objects.filter(slug=neuron_slug).only("pk").first()
         if neuron is None:
             errors["neuronId"] = ["Unknown neuron."]
@@ -293,7 +298,13 @@ def read_counts(
         for start, end in plan.raw:
             for dimension in dims:
                 if is_session_dimension(dimension):
-                    sq = session_queryset(start=start, end=end, neuron_ids=scope.neuron_ids, filters=f)
+                    sq = session_queryset(
+                        start=start,
+                        end=end,
+                        neuron_ids=scope.neuron_ids,
+                        filters=f,
+                        consented_only=dimension not in ALL_SESSIONS_DIMENSIONS,
+                    )
                     rows = session_aggregate(queryset=sq, dimension=dimension, hour_tz=hour_tz)
                 else:
                     eq = event_queryset(start=start, end=end, neuron_ids=scope.neuron_ids, filters=f)
@@ -381,12 +392,17 @@ def _derive(total: dict[str, float], events: Counts, conversions: Counts) -> dic
     }
 
 
-def _period_metrics(scope: Scope) -> dict[str, float]:
-    counts = read_counts(scope, ["total", "event_type", "conversions"])
-    total = counts["total"][0].get("", _zero("total"))
-    values = _derive(total, counts["event_type"][0], counts["conversions"][0])
-    values["visitors"] = visitors_count(scope)
-    return values
+def _metrics_with_previous(scope: Scope) -> tuple[dict[str, float], dict[str, float]]:
+    """This period's numbers and the previous period's, read together as two buckets."""
+    previous = scope.previous
+    counts = read_counts(scope, ["total", "event_type", "conversions"], [previous.start, scope.start, scope.end])
+    out = []
+    for bucket, period in ((1, scope), (0, previous)):
+        total = counts["total"][bucket].get("", _zero("total"))
+        values = _derive(total, counts["event_type"][bucket], counts["conversions"][bucket])
+        values["visitors"] = visitors_count(period)
+        out.append(values)
+    return out[0], out[1]
 
 
 def active_sessions_count(scope: Scope, *, now: datetime) -> int:
@@ -424,8 +440,7 @@ def _change(current: float, previous: float) -> float | None:
 
 def metrics_summary(*, scope: Scope, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
-    current = _period_metrics(scope)
-    previous = _period_metrics(scope.previous)
+    current, previous = _metrics_with_previous(scope)
     anon_now = anonymous_traffic(scope)
     anon_prev = anonymous_traffic(scope.previous)
     return {
@@ -613,13 +628,10 @@ def geographic_report(*, scope: Scope) -> dict[str, Any]:
     }
 
 
-CONSENT_PURPOSES = ("analytics", "personalization", "marketing", "fingerprinting")
-
-
 def segments_report(*, scope: Scope) -> dict[str, Any]:
     """Built-in segments. Consent state counts every session, consented or not: it is
     a number per purpose and nothing else."""
-    counts = read_counts(scope, ["total", "device_type", "country"])
+    counts = read_counts(scope, ["total", "device_type", "country", "consent_state"])
     total = counts["total"][0].get("", _zero("total"))
     sessions = total["sessions"]
     segments: list[dict[str, Any]] = [
@@ -651,14 +663,10 @@ def segments_report(*, scope: Scope) -> dict[str, Any]:
         )
     for segment in segments:
         segment["share"] = _ratio(segment["sessions"], sessions)
-    everyone = UserSession.objects.filter(
-        scope.filters.session_q(), started_at__gte=scope.start, started_at__lt=scope.end
-    )
-    if scope.neuron_ids is not None:
-        everyone = everyone.filter(neuron_id__in=scope.neuron_ids)
-    consent = everyone.aggregate(
-        all=Count("pk"), **{p: Count("pk", filter=Q(**{f"consent__{p}": True})) for p in CONSENT_PURPOSES}
-    )
+    states = counts["consent_state"][0]
+    consent = {"all": int(sum(c["sessions"] for c in states.values()))}
+    for i, purpose in enumerate(CONSENT_PURPOSES):
+        consent[purpose] = int(sum(c["sessions"] for v, c in states.items() if len(v) > i and v[i] == "1"))
     for purpose in CONSENT_PURPOSES:
         segments.append(
             {

@@ -23,11 +23,13 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from analytics.aggregation import (
+    ALL_SESSIONS_DIMENSIONS,
     EVENT_DIMENSIONS,
     FILTER_FIELDS,
     HOURLY_DIMENSIONS,
     SESSION_DIMENSIONS,
     Filters,
+    all_neuron_ids,
     consented_sessions,
     event_aggregate,
     event_queryset,
@@ -85,10 +87,14 @@ def _rollup_rows(
     dimensions = HOURLY_DIMENSIONS if period == "hour" else (*SESSION_DIMENSIONS, *EVENT_DIMENSIONS)
     rows: list[RollupBase] = []
     sources: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
-    sessions = session_queryset(start=start, end=end, neuron_ids=None, filters=Filters())
-    events = event_queryset(start=start, end=end, neuron_ids=None, filters=Filters())
+    neurons = all_neuron_ids()
+    sessions = session_queryset(start=start, end=end, neuron_ids=neurons, filters=Filters())
+    every_session = session_queryset(start=start, end=end, neuron_ids=neurons, filters=Filters(), consented_only=False)
+    events = event_queryset(start=start, end=end, neuron_ids=neurons, filters=Filters())
     for dimension in dimensions:
-        if dimension in SESSION_DIMENSIONS:
+        if dimension in ALL_SESSIONS_DIMENSIONS:
+            aggregate, queryset = session_aggregate, every_session
+        elif dimension in SESSION_DIMENSIONS:
             aggregate, queryset = session_aggregate, sessions
         else:
             aggregate, queryset = event_aggregate, events
