@@ -63,15 +63,17 @@ EVENT_METRICS = ("events",)
 NAME_SEPARATOR = "\n"
 ENGAGEMENT_BIN_WIDTH = 10
 # Dimensions kept per hour (they feed metrics and trends). Every other dimension is a
-# breakdown (pages, browsers, referrers, ...): kept per day only, and only for no filter
-# or one filter, because its rows multiply with every combination of filter values.
+# breakdown (pages, browsers, referrers, ...) and kept per day only.
 HOURLY_DIMENSIONS = ("total", "event_type", "conversions")
 
 
 def dimension_supports(dimension: str, filters: Filters) -> bool:
-    """Whether rollup rows exist for this dimension under these filters."""
-    if dimension in HOURLY_DIMENSIONS:
-        return True
+    """Whether rollup rows exist for these filters: none, or one of the three.
+
+    Rows for every combination of two or three filter values would multiply the
+    tables by the number of combinations seen (about 10x at a million events, as
+    many rows as raw events), so such rare queries read raw rows instead.
+    """
     return sum(getattr(filters, name) is not None for name in FILTER_FIELDS) <= 1
 
 

@@ -2,10 +2,10 @@
 
 A rollup row holds additive counts for one period, one neuron, one dimension
 value (a page, a browser, an event type, ...) and one combination of the three
-filter attributes (device type, country, UTM source). Each filter attribute is
-either a concrete value or ALL ("*"), so one row answers "all mobile traffic from
-GB" without summing rows that would double count: every session has exactly one
-device type, country and UTM source, so the ALL rows are exact sums.
+filter attributes (device type, country, UTM source): all three ALL ("*"), or
+one of them concrete ("all mobile traffic"). Every session has exactly one
+device type, country and UTM source, so the ALL rows are exact sums. Queries
+with two or three filters read raw rows (analytics.aggregation.dimension_supports).
 
 Nothing here identifies a visitor: no session, no anonymous id, no address.
 Distinct-visitor counts are never stored here, because they cannot be added up

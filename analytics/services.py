@@ -42,9 +42,9 @@ from sessions_app.models import BehaviorEvent
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
-# Which filter attributes keep their value (True) or become ALL (False) in a rollup row.
-_ALL_SUBSETS = list(itertools.product((False, True), repeat=len(FILTER_FIELDS)))
-_AT_MOST_ONE = [keep for keep in _ALL_SUBSETS if sum(keep) <= 1]
+# Which filter attributes keep their value (True) or become ALL (False) in a rollup row:
+# all ALL, or one of them kept (see aggregation.dimension_supports).
+_SUBSETS = [keep for keep in itertools.product((False, True), repeat=len(FILTER_FIELDS)) if sum(keep) <= 1]
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -107,9 +107,8 @@ def _rollup_rows(
         elif dimension == "event_type":
             for row in detail:
                 sources[floor(row["hour"])][1] += row["events"]
-        subsets = _ALL_SUBSETS if dimension in HOURLY_DIMENSIONS else _AT_MOST_ONE
         for (neuron_id, moment, device, country, utm, value), counts in _fold(
-            detail, metrics_of(dimension), subsets
+            detail, metrics_of(dimension), _SUBSETS
         ).items():
             rows.append(
                 model(
