@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -309,15 +310,22 @@ def links_score(
         if len({c.key for c in group}) < 2:
             continue
         group.sort(key=lambda c: c.started_at)
+        starts = [c.started_at for c in group]
+        # A session lasts at most SESSION_ABSOLUTE_LIFETIME, so anything within the window of x
+        # started in this range: bisect instead of comparing every pair (a carrier's shared
+        # network is thousands of sessions).
+        reach = window + settings.SESSION_ABSOLUTE_LIFETIME
         for i, x in enumerate(group):
+            lo = bisect_left(starts, x.started_at - reach)
+            hi = bisect_right(starts, x.last_activity_at + window)
             # Profiles seen on this network key within the window around x: an office is many people.
-            near = [y for y in group if y is not x and _gap(x, y) <= window]
-            keys = {y.key for y in near} | {x.key}
+            near = [(j, group[j]) for j in range(lo, hi) if j != i and _gap(x, group[j]) <= window]
+            keys = {y.key for _, y in near} | {x.key}
             if len(keys) < 2 or len(keys) > settings.IDENTITY_NETWORK_MAX_PROFILES:
                 continue
             weight = settings.IDENTITY_NETWORK_WEIGHT / (len(keys) - 1)
-            for y in near:
-                if group.index(y) > i:
+            for j, y in near:
+                if j > i:
                     offer(
                         BridgeMethod.NETWORK,
                         x,

@@ -357,3 +357,17 @@ def test_a_busy_network_is_not_a_place(neuron, settings):
     ]
     assert signals and {s["places"] for s in signals} == {1}
     assert not any(s["samePlace"] for s in signals)
+
+
+def test_network_signal_only_inside_its_window(neuron):
+    """Same network and browser 30 hours apart: no link; a long session overlapping a later one: a link."""
+    now = timezone.now()
+    visit(neuron, when=now - timedelta(hours=40))
+    visit(neuron, when=now - timedelta(hours=9))
+    assert identity_link_sweep().scored == 0
+    long_one = visit(neuron, ip="10.8.0.0", when=now - timedelta(hours=20))
+    UserSession.objects.filter(pk=long_one.pk).update(last_activity_at=now - timedelta(minutes=5))
+    visit(neuron, ip="10.8.0.0", when=now - timedelta(minutes=30))
+    assert identity_link_sweep().suggested == 1
+    bridge = SessionBridge.objects.get()
+    assert bridge.method == BridgeMethod.NETWORK and bridge.evidence["signals"]["network"]["gapHours"] == 0
