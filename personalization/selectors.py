@@ -342,3 +342,20 @@ def preferences_get(*, session: UserSession) -> dict[str, Any]:
 
 def neuron_get_by_slug(*, slug: str) -> Neuron | None:
     return Neuron.objects.filter(slug=slug).first()
+
+
+def rule_segments_summary(*, neuron_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Active rule segments with their materialized sizes, for the segments report (one query)."""
+    qs = Segment.objects.filter(is_active=True).select_related("neuron").order_by("neuron__slug", "slug")
+    if neuron_ids is not None:
+        qs = qs.filter(neuron_id__in=neuron_ids)
+    return [
+        {
+            "id": f"rule:{segment.neuron.slug}:{segment.slug}",
+            "kind": "rule",
+            "name": segment.name,
+            "sessions": segment.size,
+            "materializedAt": segment.materialized_at.isoformat() if segment.materialized_at else None,
+        }
+        for segment in qs
+    ]

@@ -315,3 +315,19 @@ def test_random_rules_materialize_exactly_what_live_evaluation_says():
         assert stored == live, segment.rule
         sizes.append(len(stored))
     assert len(set(sizes)) > 3  # the rules really split the population in different ways
+
+
+def test_rule_segment_summary_lists_active_segments_with_sizes():
+    """The report summary names each active rule segment of the asked sites with its stored size."""
+    from personalization.selectors import rule_segments_summary
+
+    session = UserSessionFactory(device_type="mobile")
+    segment = SegmentFactory(neuron=session.neuron, slug="phones", name="Phones")
+    SegmentFactory(neuron=session.neuron, is_active=False)
+    SegmentFactory()  # another site's
+    segments_materialize(neuron=session.neuron)
+    [row] = rule_segments_summary(neuron_ids=[session.neuron_id])
+    assert row["id"] == f"rule:{session.neuron.slug}:phones" and row["kind"] == "rule"
+    assert row["name"] == "Phones" and row["sessions"] == 1 and row["materializedAt"]
+    assert len(rule_segments_summary()) == 2
+    assert segment.pk
