@@ -43,6 +43,7 @@ from analytics.algorithms import funnel_match, funnel_summarise, journey_graph, 
 from analytics.models import ALL, DailyRollup, Granularity, HourlyRollup, RollupWatermark
 from config.api.errors import ValidationFailed
 from federation.models import Neuron
+from personalization.selectors import rule_segments_summary
 from sessions_app.engagement import (
     DEPTH_SATURATION,
     DURATION_SATURATION,
@@ -629,8 +630,12 @@ def geographic_report(*, scope: Scope) -> dict[str, Any]:
 
 
 def segments_report(*, scope: Scope) -> dict[str, Any]:
-    """Built-in segments. Consent state counts every session, consented or not: it is
-    a number per purpose and nothing else."""
+    """Built-in (system) segments, then the operators' rule segments from personalization.
+
+    Consent state counts every session, consented or not: it is a number per purpose
+    and nothing else. System segments are counted over the period; a rule segment's
+    size is its list at the last materialization (personalization's job), so it has
+    no period share."""
     counts = read_counts(scope, ["total", "device_type", "country", "consent_state"])
     total = counts["total"][0].get("", _zero("total"))
     sessions = total["sessions"]
@@ -677,6 +682,10 @@ def segments_report(*, scope: Scope) -> dict[str, Any]:
                 "share": _ratio(consent[purpose], consent["all"]),
             }
         )
+    for segment in segments:
+        segment["system"] = True
+    for segment in rule_segments_summary(neuron_ids=scope.neuron_ids):
+        segments.append({**segment, "share": None, "system": False})
     return {"period": scope.describe(), "sessions": int(sessions), "allSessions": consent["all"], "segments": segments}
 
 

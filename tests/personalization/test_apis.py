@@ -544,3 +544,19 @@ def test_any_rule_document_gets_201_or_a_problem_never_a_500(staff_client, neuro
         return
     body = assert_problem(response, 400)
     assert all(key.startswith("rule") for key in body["errors"])
+
+
+def test_sessions_segments_report_lists_rule_segments_beside_the_system_ones(staff_client, neuron):
+    """GET /api/sessions/segments keeps the built-in segments (system) and adds rule segments with sizes."""
+    session = UserSessionFactory(neuron=neuron, device_type="mobile")
+    SegmentFactory(neuron=neuron, slug="phones", name="Phones")
+    SegmentFactory(slug="elsewhere")  # another site's: not in this site's report
+    segments_materialize(neuron=neuron)
+    today = session.started_at.date().isoformat()
+    body = staff_client.get("/api/sessions/segments", {"from": today, "to": today, "neuronId": neuron.slug}).json()
+    by_id = {s["id"]: s for s in body["segments"]}
+    rule = by_id[f"rule:{neuron.slug}:phones"]
+    assert rule["system"] is False and rule["kind"] == "rule" and rule["sessions"] == 1 and rule["name"] == "Phones"
+    assert by_id["device:mobile"]["system"] is True
+    assert not any(key.endswith(":elsewhere") for key in by_id)
+    assert APIClient().get("/api/sessions/segments").status_code in (401, 403)
