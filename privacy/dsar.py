@@ -14,6 +14,7 @@ subject be dropped.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from importlib import import_module
@@ -195,6 +196,15 @@ def tombstones_create(*, pairs: list[tuple[str, str]], request: DataSubjectReque
     ]
     ErasureTombstone.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
+
+
+def identifiers_erased(*, identifiers: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (subject_type, value) pairs that belonged to erased subjects, in one query (for batches)."""
+    by_hash = {subject_hash(subject_type=t, value=v): (t, v) for t, v in identifiers if v}
+    if not by_hash:
+        return set()
+    found = ErasureTombstone.objects.filter(identifier_hash__in=list(by_hash)).values_list("identifier_hash", flat=True)
+    return {by_hash[h] for h in found}
 
 
 def identifier_is_erased(*, subject_type: str, value: str) -> bool:

@@ -9,7 +9,7 @@ dsar_submit(*, kind, value, requested_by, ...)            privacy.dsar    (expor
 """
 
 from privacy.audit import audit_log, audit_purge, audit_verify
-from privacy.dsar import dsar_submit, identifier_is_erased
+from privacy.dsar import dsar_submit, identifier_is_erased, identifiers_erased
 from privacy.ledger import consent_gpc_apply, consent_record, consent_session_opened, consent_update
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "consent_update",
     "dsar_submit",
     "identifier_is_erased",
+    "identifiers_erased",
 ]

@@ -31,6 +31,7 @@ from config.api.errors import PayloadTooLarge
 from federation.models import Neuron
 from privacy.consent import ALIASES, PURPOSES, consent_resolve, has_consent
 from privacy.crypto import identifier_hash
+from privacy.services import identifiers_erased
 from sessions_app.enrichment import RequestMeta, request_meta_from
 from sessions_app.event_input import (
     NOT_OBJECT,
@@ -370,13 +371,28 @@ class _Batch:
         self.totals["anonymous"] += result.anonymous
 
 
+def _call_identifiers(call: SegmentCall) -> list[tuple[str, str]]:
+    pairs = [("anonymousId", call.anonymous_id)]
+    for user_id in (call.user_id, call.previous_id):
+        if user_id:
+            pairs += [("userId", user_id), ("anonymousId", user_id)]
+    return pairs
+
+
 @transaction.atomic
 def segment_calls_process(
     *, neuron: Neuron, calls: list[SegmentCall], request_meta: dict[str, Any], received_at: datetime
 ) -> SegmentResult:
     """Apply validated /v1 calls in order, in one transaction."""
     batch = _Batch(neuron=neuron, request_meta=request_meta, received_at=received_at)
+    # Late calls about an erased subject (privacy tombstones) are dropped, never stored.
+    erased = identifiers_erased(
+        identifiers=[pair for call in calls for pair in _call_identifiers(call)],
+    )
     for call in calls:
+        if erased and any(pair in erased for pair in _call_identifiers(call)):
+            batch.totals["dropped"] += 1
+            continue
         existing = batch.live_session(call.anonymous_id)
         effective = consent_resolve(given=call.consent, previous=existing.consent if existing else None)
         if not has_consent(effective, "analytics"):

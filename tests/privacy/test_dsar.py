@@ -355,3 +355,29 @@ def test_erasure_runs_through_a_real_worker(staff_user):
         app.conf.task_always_eager = True
     assert request.status == "verified"
     assert not BehaviorEvent.objects.exists() and not UserSession.objects.exists()
+
+
+def test_segment_calls_about_an_erased_subject_are_dropped(neuron, alice):
+    """A Segment SDK retrying after the erasure: the call is answered but nothing is stored."""
+    import base64
+
+    import orjson
+    from django.test import Client
+
+    anonymous_id = alice.sessions[0]["anonymousId"]
+    request, _ = dsar_create(kind="erase", value=alice.user_id, subject_type="userId", requested_by="staff")
+    assert dsar_run(request_id=request.pk).status == "verified"
+    auth = "Basic " + base64.b64encode(f"{neuron.publishable_key}:".encode()).decode()
+    context = {"consent": {"categoryPreferences": {"Analytics": True}}}
+    calls = [
+        {"type": "track", "anonymousId": anonymous_id, "event": "Clicked", "context": context},
+        {"type": "identify", "userId": alice.user_id, "traits": {"plan": "pro"}, "context": context},
+        {"type": "track", "anonymousId": "someone-else", "event": "Clicked", "context": context},
+    ]
+    response = Client().post(
+        "/v1/batch", orjson.dumps({"batch": calls}), content_type="application/json", HTTP_AUTHORIZATION=auth
+    )
+    assert response.status_code == 200, response.content
+    assert search_everywhere([anonymous_id, alice.user_id]) == {}
+    assert list(UserSession.objects.values_list("anonymous_id", flat=True)) == ["someone-else"]
+    assert not GlobalUserProfile.objects.filter(user_id_hash=identifier_hash(alice.user_id)).exists()
