@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
 from config.api.errors import ApplicationError
+from privacy.services import dsar_submit
 from sessions_app.identity import bridge_accept, bridge_reject, profile_split
 from sessions_app.identity_selectors import (
     bridge_list_for_profile,
@@ -15,7 +16,7 @@ from sessions_app.identity_selectors import (
     profile_sessions,
 )
 from sessions_app.models import BehaviorEvent, DeviceFingerprint, GlobalUserProfile, SessionBridge, UserSession
-from sessions_app.services import session_end
+from sessions_app.services import sessions_end_by_staff
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -86,10 +87,7 @@ class UserSessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="End the selected sessions")
     def end_sessions(self, request, queryset):
-        count = 0
-        for session in queryset.filter(ended_at__isnull=True):
-            session_end(session=session, reason="admin")
-            count += 1
+        count = sessions_end_by_staff(sessions=queryset, actor=request.user)
         self.message_user(request, f"Ended {count} session(s).")
 
 
@@ -126,6 +124,11 @@ def _run_service(modeladmin, request, objects, service, verb: str) -> None:
         modeladmin.message_user(request, f"{verb} {done} item(s).")
 
 
+def _dsar(request, profile: GlobalUserProfile, kind: str) -> None:
+    # Through the privacy service: recorded, audited, run by Celery; follow it under Privacy › requests.
+    dsar_submit(kind=kind, value=str(profile.public_id), subject_type="profileId", requested_by=request.user)
+
+
 @admin.register(GlobalUserProfile)
 class GlobalUserProfileAdmin(admin.ModelAdmin):
     """A person across devices: linked devices, sessions, links with their evidence, merges."""
@@ -150,7 +153,7 @@ class GlobalUserProfileAdmin(admin.ModelAdmin):
         "links",
         "merge_history",
     ]
-    actions = ["split_profiles"]
+    actions = ["split_profiles", "export_profiles", "erase_profiles"]
 
     def has_add_permission(self, request):
         return False
@@ -211,6 +214,14 @@ class GlobalUserProfileAdmin(admin.ModelAdmin):
                 for m in profile_merges(profile=obj)
             ],
         )
+
+    @admin.action(description="Export everything held on the selected people (data-subject request)")
+    def export_profiles(self, request, queryset):
+        _run_service(self, request, queryset, lambda p: _dsar(request, p, "export"), "Queued the export of")
+
+    @admin.action(description="Erase everything held on the selected people (data-subject request)")
+    def erase_profiles(self, request, queryset):
+        _run_service(self, request, queryset, lambda p: _dsar(request, p, "erase"), "Queued the erasure of")
 
     @admin.action(description="Split the selected profiles back into their parts (undo their merges)")
     def split_profiles(self, request, queryset):
