@@ -251,3 +251,21 @@ def test_wrong_site_key_reports_an_error_and_creates_nothing(chromium, server, s
         assert UserSession.objects.count() == 0
     finally:
         context.close()
+
+
+def test_consent_choices_made_in_the_browser_land_in_the_consent_ledger(open_page, site, settings):
+    """Grant and withdrawal through updateConsent are both provable afterwards."""
+    from privacy.models import ConsentRecord
+
+    settings.CONSENT_MODE = "opt-in"
+    page = open_page(site.publishable_key)
+    session = UserSession.objects.get(public_id=page.js("() => sm.getSessionId()"))
+    page.js("() => sm.updateConsent({ analytics: true })")
+    page.js("() => sm.updateConsent({ analytics: false })")
+    rows = list(
+        ConsentRecord.objects.filter(session=session, purpose="analytics")
+        .order_by("recorded_at", "id")
+        .values_list("granted", "ip_truncated")
+    )
+    assert [granted for granted, _ in rows][-2:] == [True, False]
+    assert all(ip == "127.0.0.0" for _, ip in rows)
