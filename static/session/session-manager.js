@@ -632,7 +632,7 @@ export function createSessionManager(env = {}) {
     await flush()
     beacon()
     queue.clear()
-    call('POST', '/end', undefined, true).catch(() => {})
+    await call('POST', '/end', undefined, true).catch(() => {})
     await replace({ aid: null, uid: null })
     if (allowed() && cfg.autoPageViews) pageView()
     return snapshot()

@@ -15,12 +15,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.servers.basehttp import WSGIServer
+from django.utils import timezone
 from pytest_django.live_server_helper import LiveServer
 
+from sessions_app.models import UserSession
 from tests.federation.factories import NeuronFactory
 
 CHROMIUM = "/usr/bin/chromium"
@@ -247,6 +250,11 @@ def open_page(chromium, server) -> Iterator[Callable[..., BrowserPage]]:
     yield _open
     for context in contexts:
         context.close()
+
+
+def rotation_due(session_id: str) -> None:
+    """Make the session's next heartbeat rotate its token (once: the rotation resets the clock)."""
+    UserSession.objects.filter(public_id=session_id).update(token_rotated_at=timezone.now() - timedelta(hours=1))
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1) -> Any:

@@ -9,8 +9,10 @@ import pytest
 from django.utils import timezone
 
 from sessions_app.models import UserSession
+from tests.browser.conftest import rotation_due
 
 pytestmark = pytest.mark.browser
+
 
 CONSENT_ALL_OFF = {"analytics": False, "personalization": False, "marketing": False, "fingerprinting": False}
 
@@ -145,11 +147,11 @@ def test_fingerprint_is_sent_only_after_fingerprinting_consent(open_page, site, 
 
 def test_token_rotation_mid_session_is_adopted_without_losing_the_session(open_page, site, settings):
     """A heartbeat that rotates the token: the client switches to the new one at once."""
-    settings.SESSION_TOKEN_ROTATION_INTERVAL = timedelta(0)
     settings.SESSION_TOKEN_GRACE_PERIOD = timedelta(0)  # the old token dies immediately
     page = open_page(site.publishable_key, consent={"analytics": True}, heartbeatInterval=300)
     session_id = page.js("() => sm.getSessionId()")
     first = page.stored_state(site.publishable_key)["tok"]
+    rotation_due(session_id)
     page.page.mouse.move(5, 5)
     page.page.mouse.move(50, 50)
     page.wait_for("([k, t]) => JSON.parse(localStorage.getItem('spe:' + k)).tok !== t", [site.publishable_key, first])
@@ -164,12 +166,12 @@ def test_token_rotation_mid_session_is_adopted_without_losing_the_session(open_p
 
 def test_a_second_tab_picks_up_the_token_another_tab_rotated(open_page, site, settings):
     """Two tabs share one session; a rotation in one does not strand the other."""
-    settings.SESSION_TOKEN_ROTATION_INTERVAL = timedelta(0)
     settings.SESSION_TOKEN_GRACE_PERIOD = timedelta(0)
     first_tab = open_page(site.publishable_key, consent={"analytics": True}, heartbeatInterval=300)
     second_tab = open_page(site.publishable_key, context=first_tab.page.context)
     assert second_tab.js("() => sm.getSessionId()") == first_tab.js("() => sm.getSessionId()")
     before = first_tab.stored_state(site.publishable_key)["tok"]
+    rotation_due(first_tab.js("() => sm.getSessionId()"))
     first_tab.page.bring_to_front()
     first_tab.page.mouse.move(5, 5)
     first_tab.page.mouse.move(60, 60)

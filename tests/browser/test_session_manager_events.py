@@ -11,7 +11,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from sessions_app.models import AnonymousTrafficCount, BehaviorEvent, UserSession
-from tests.browser.conftest import wait_until
+from tests.browser.conftest import rotation_due, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -198,13 +198,13 @@ def test_single_page_navigation_records_each_page_view(open_page, site):
 
 def test_token_rotation_mid_session_keeps_events_flowing_to_the_same_session(open_page, site, settings):
     """After a rotation (old token dead at once) the next batch uses the new token, same session."""
-    settings.SESSION_TOKEN_ROTATION_INTERVAL = timedelta(0)
     settings.SESSION_TOKEN_GRACE_PERIOD = timedelta(0)
     page = open_page(
         site.publishable_key, consent={"analytics": True}, heartbeatInterval=300, batchSize=3, flushInterval=60_000
     )
     session_id = page.js("() => sm.getSessionId()")
     before = page.stored_state(site.publishable_key)["tok"]
+    rotation_due(session_id)
     page.page.mouse.move(3, 3)
     page.page.mouse.move(40, 40)
     page.wait_for("([k, t]) => JSON.parse(localStorage.getItem('spe:' + k)).tok !== t", [site.publishable_key, before])
