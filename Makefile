@@ -15,7 +15,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
-# npm packages (the session manager's minifier) from package-lock.json; node_modules is not committed.
+# npm packages from package-lock.json (the session manager's minifier; ECharts, which staticfiles serves
+# to the dashboard from node_modules/); node_modules is not committed.
 NODE_STAMP := node_modules/.installed
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund

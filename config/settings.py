@@ -274,7 +274,14 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [path for path in [BASE_DIR / "static"] if path.is_dir()]
+# Browser libraries come from the npm registry (package.json + lockfile, `npm ci` in the
+# Makefile) and are served from node_modules: nothing vendored into the tree, no CDN.
+# Folders not there yet (before the first install) are left out rather than warned about.
+STATICFILES_DIRS = [
+    entry
+    for entry in [BASE_DIR / "static", ("vendor/echarts", BASE_DIR / "node_modules" / "echarts" / "dist")]
+    if (entry[1] if isinstance(entry, tuple) else entry).is_dir()
+]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -316,6 +323,20 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+
+# ---------------------------------------------------------------------------
+# Operator dashboard and admin API
+# ---------------------------------------------------------------------------
+
+# Most sessions one admin bulk update may change; larger selections must be narrowed
+# (a dry run counts any size).
+ADMIN_BULK_MAX_SESSIONS = env_int("ADMIN_BULK_MAX_SESSIONS", 10_000)
+
+# The live dashboard: one snapshot per tick for every connected operator (target: an
+# accepted event on screen within 2 s). The lease lets one process of many broadcast.
+DASHBOARD_TICK_SECONDS = env_float("DASHBOARD_TICK_SECONDS", 1.0)
+DASHBOARD_TICK_LEASE_SECONDS = env_int("DASHBOARD_TICK_LEASE_SECONDS", 5)
 
 
 # ---------------------------------------------------------------------------

@@ -9,7 +9,9 @@ from sessions_app.views import demo_page
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("favicon.ico", views.favicon),
     path("admin/", admin.site.urls),
+    path("dashboard/", include("analytics.dashboard_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path(".well-known/gpc.json", privacy_apis.gpc_well_known, name="gpc"),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.views import defaults
 
 from config.api.problems import problem_response
@@ -36,3 +37,8 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
     if _is_api(request):
         return problem_response(status=403, detail="Forbidden.")
     return defaults.permission_denied(request, exception)
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    # Browsers ask for /favicon.ico on every page (admin included); answer instead of logging a 404.
+    return HttpResponsePermanentRedirect(static("dashboard/favicon.svg"))

@@ -1,10 +1,11 @@
-from django.urls import path
+from django.urls import include, path
 
 from sessions_app import apis, identity_apis
 
 app_name = "sessions"
 
 urlpatterns = [
+    path("admin/", include("sessions_app.admin_urls")),
     path("create", apis.SessionCreateApi.as_view(), name="create"),
     path("<uuid:session_id>", apis.SessionDetailApi.as_view(), name="detail"),
     path("<uuid:session_id>/activity", apis.SessionActivityApi.as_view(), name="activity"),

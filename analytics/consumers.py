@@ -1,0 +1,44 @@
+"""The live dashboard websocket: staff only, fed by the ticker's group broadcast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from analytics.ticker import GROUP, dashboard_snapshot, ticker
+
+# Application close codes (4000-4999): the browser shows why it was refused.
+CLOSE_FORBIDDEN = 4403
+
+
+class DashboardConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_staff or not user.is_active:
+            # Refused before the handshake completes: nothing is ever sent to a non-operator.
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self.channel_layer.group_add(GROUP, self.channel_name)
+        await self.accept()
+        self.attached = True
+        ticker.attach()
+        # The first numbers straight away, without waiting for the next tick.
+        snapshot, _ = await database_sync_to_async(dashboard_snapshot)(after_event_id=None)
+        await self.send_json({"type": "snapshot", "data": snapshot})
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "attached", False):
+            self.attached = False
+            ticker.detach()
+            await self.channel_layer.group_discard(GROUP, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+            return
+        await self.send_json({"type": "error", "detail": "Unknown message; this socket only sends snapshots."})
+
+    async def dashboard_snapshot(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "snapshot", "data": event["snapshot"]})

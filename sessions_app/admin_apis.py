@@ -1,0 +1,304 @@
+"""The operators' admin API: list, search, export and bulk actions over sessions (staff only).
+
+Every bulk operation is bounded, offers a dry run and is audited with its filter and count.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api.errors import ValidationFailed
+from config.api.pagination import KeysetPagination
+from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
+from sessions_app.admin_selectors import (
+    EXPORT_COLUMNS,
+    EventCriteria,
+    session_admin_list,
+    session_export_rows,
+)
+from sessions_app.admin_services import sessions_bulk_update, sessions_export_audit
+from sessions_app.models import UserSession
+
+PAGINATION_PARAMS = frozenset({"cursor", "pageSize"})
+MAX_EVENT_CRITERIA = 5
+MAX_SESSION_IDS = 10_000
+
+
+class StaffApi(APIView):
+    authentication_classes = [SessionAuthentication]
+    permission_classes = [IsAdminUser]
+
+
+class AdminSessionOutput(serializers.Serializer):
+    sessionId = serializers.UUIDField()
+    neuron = serializers.CharField()
+    anonymousId = serializers.CharField()
+    identified = serializers.BooleanField()
+    device = serializers.DictField(child=serializers.CharField())
+    country = serializers.CharField()
+    landingPage = serializers.CharField()
+    startedAt = serializers.DateTimeField()
+    lastActivityAt = serializers.DateTimeField()
+    endedAt = serializers.DateTimeField(allow_null=True)
+    endReason = serializers.CharField()
+    eventCount = serializers.IntegerField()
+    pageViewCount = serializers.IntegerField()
+    conversionCount = serializers.IntegerField()
+    engagementScore = serializers.FloatField()
+    consent = serializers.DictField()
+    tags = serializers.ListField(child=serializers.CharField())
+    metadata = serializers.DictField()
+
+
+def admin_session_payload(session: UserSession) -> dict[str, Any]:
+    metadata = session.metadata or {}
+    tags = metadata.get("tags")
+    return AdminSessionOutput(
+        {
+            "sessionId": session.public_id,
+            "neuron": session.neuron.slug,
+            "anonymousId": session.anonymous_id,
+            "identified": bool(session.profile and session.profile.user_id_hash),
+            "device": {"type": session.device_type, "browser": session.browser, "os": session.os},
+            "country": session.country,
+            "landingPage": session.landing_page,
+            "startedAt": session.started_at,
+            "lastActivityAt": session.last_activity_at,
+            "endedAt": session.ended_at,
+            "endReason": session.end_reason,
+            "eventCount": session.event_count,
+            "pageViewCount": session.page_view_count,
+            "conversionCount": session.conversion_count,
+            "engagementScore": session.engagement_score,
+            "consent": session.consent,
+            "tags": tags if isinstance(tags, list) else [],
+            "metadata": metadata,
+        }
+    ).data
+
+
+class EventCriteriaInput(StrictSerializer):
+    type = StrictCharField(required=False, max_length=32)
+    name = StrictCharField(required=False, max_length=200)
+    pathPrefix = StrictCharField(required=False, max_length=1024)
+    after = serializers.DateTimeField(required=False)
+    before = serializers.DateTimeField(required=False)
+    exists = StrictBooleanField(required=False, default=True)
+
+    def to_criteria(self, data: dict[str, Any]) -> EventCriteria:
+        return EventCriteria(
+            event_type=data.get("type"),
+            event_name=data.get("name"),
+            path_prefix=data.get("pathPrefix"),
+            after=data.get("after"),
+            before=data.get("before"),
+            exists=data.get("exists", True),
+        )
+
+
+class SelectionInput(StrictSerializer):
+    """Which sessions: a filter document, event criteria, and/or explicit session ids."""
+
+    filter = JSONObjectField(required=False, max_bytes=4 * 1024)
+    events = EventCriteriaInput(many=True, required=False)
+    sessionIds = serializers.ListField(
+        child=serializers.UUIDField(), required=False, allow_empty=False, max_length=MAX_SESSION_IDS
+    )
+
+    def validate_events(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if len(value) > MAX_EVENT_CRITERIA:
+            raise serializers.ValidationError(f"At most {MAX_EVENT_CRITERIA} event criteria.")
+        return value
+
+
+def _selection_queryset(data: dict[str, Any]) -> Any:
+    criteria = [EventCriteriaInput().to_criteria(item) for item in data.get("events") or []]
+    queryset = session_admin_list(filters=data.get("filter") or {}, events=criteria)
+    if data.get("sessionIds"):
+        queryset = queryset.filter(public_id__in=data["sessionIds"])
+    return queryset
+
+
+def _selection_for_audit(data: dict[str, Any]) -> dict[str, Any]:
+    return orjson.loads(orjson.dumps(data, default=str))
+
+
+class AdminSessionListApi(StaffApi):
+    @extend_schema(
+        parameters=[OpenApiParameter("cursor", str), OpenApiParameter("pageSize", int)],
+        responses={200: AdminSessionOutput(many=True)},
+        summary="List sessions (filters, keyset pagination)",
+    )
+    def get(self, request):
+        queryset = session_admin_list(filters=request.query_params, ignore=PAGINATION_PARAMS)
+        paginator = KeysetPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response([admin_session_payload(s) for s in page])
+
+
+class AdminSessionSearchApi(StaffApi):
+    @extend_schema(
+        request=SelectionInput,
+        parameters=[OpenApiParameter("cursor", str), OpenApiParameter("pageSize", int)],
+        responses={200: AdminSessionOutput(many=True)},
+        summary="Search sessions with a filter document over sessions and their events",
+    )
+    def post(self, request):
+        data = SelectionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        queryset = _selection_queryset(data.validated_data)
+        paginator = KeysetPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response([admin_session_payload(s) for s in page])
+
+
+class IgnoreFormatNegotiation(DefaultContentNegotiation):
+    """`?format=` names the export format here, not a DRF renderer."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class _Line:
+    """A write-only file for csv.writer that hands back what was written."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_stream(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    writer = csv.writer(_Line())
+    names = [name for name, _ in EXPORT_COLUMNS]
+    yield writer.writerow(names).encode()
+    batch: list[str] = []
+    for row in rows:
+        consent = row["consent"]
+        row["consent"] = ";".join(sorted(k for k, v in (consent or {}).items() if v))
+        for key in ("startedAt", "lastActivityAt", "endedAt"):
+            row[key] = row[key].isoformat() if row[key] else ""
+        batch.append(writer.writerow([row[name] for name in names]))
+        if len(batch) >= 500:
+            yield "".join(batch).encode()
+            batch = []
+    if batch:
+        yield "".join(batch).encode()
+
+
+def _json_stream(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    yield b"["
+    first = True
+    batch: list[bytes] = []
+    for row in rows:
+        batch.append((b"" if first else b",") + orjson.dumps(row, default=str))
+        first = False
+        if len(batch) >= 500:
+            yield b"".join(batch)
+            batch = []
+    yield b"".join(batch) + b"]"
+
+
+async def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    # Thread-sensitive: every chunk is read on the thread (and so the database connection)
+    # that opened the cursor.
+    pull = sync_to_async(lambda: next(chunks, None), thread_sensitive=True)
+    while (chunk := await pull()) is not None:
+        yield chunk
+
+
+def _streaming_body(request: Any, chunks: Iterator[bytes]) -> Iterator[bytes] | AsyncIterator[bytes]:
+    """Under ASGI Django would buffer a sync iterator whole before sending; hand it an async one."""
+    if isinstance(getattr(request, "_request", request), ASGIRequest):
+        return _async_chunks(chunks)
+    return chunks
+
+
+class AdminSessionExportApi(StaffApi):
+    content_negotiation_class = IgnoreFormatNegotiation
+    FORMATS = {"csv": ("text/csv; charset=utf-8", _csv_stream), "json": ("application/json", _json_stream)}
+
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=["csv", "json"], required=True)],
+        responses={(200, "text/csv"): str, (200, "application/json"): AdminSessionOutput(many=True)},
+        summary="Export sessions (streamed CSV or JSON)",
+    )
+    def get(self, request):
+        export_format = request.query_params.get("format", "")
+        if export_format not in self.FORMATS:
+            raise ValidationFailed(errors={"format": ["Must be csv or json."]})
+        queryset = session_admin_list(filters=request.query_params, ignore=frozenset({"format"}))
+        count = queryset.count()
+        sessions_export_audit(
+            actor=request.user,
+            selection={k: vs if len(vs) > 1 else vs[0] for k, vs in request.query_params.lists() if k != "format"},
+            count=count,
+            export_format=export_format,
+        )
+        content_type, stream = self.FORMATS[export_format]
+        chunks = stream(session_export_rows(queryset=queryset))
+        response = StreamingHttpResponse(_streaming_body(request, chunks), content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="sessions.{export_format}"'
+        response["X-Total-Count"] = str(count)
+        return response
+
+
+class AdminSessionBulkUpdateApi(StaffApi):
+    class BulkUpdateInput(SelectionInput):
+        end = StrictBooleanField(required=False, default=False)
+        addTags = serializers.ListField(child=StrictCharField(max_length=64), required=False, max_length=20)
+        removeTags = serializers.ListField(child=StrictCharField(max_length=64), required=False, max_length=20)
+        metadata = JSONObjectField(required=False, max_bytes=8 * 1024)
+        dryRun = StrictBooleanField(required=False, default=False)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if not ({"filter", "sessionIds", "events"} & set(attrs)):
+                raise serializers.ValidationError(
+                    {"filter": ["Say which sessions: filter, events or sessionIds ({} means all)."]}
+                )
+            if not (attrs["end"] or attrs.get("addTags") or attrs.get("removeTags") or attrs.get("metadata")):
+                raise serializers.ValidationError({"end": ["Nothing to change: set end, tags or metadata."]})
+            return attrs
+
+    class BulkResultOutput(serializers.Serializer):
+        matched = serializers.IntegerField()
+        changed = serializers.IntegerField()
+        dryRun = serializers.BooleanField()
+        limit = serializers.IntegerField()
+        withinLimit = serializers.BooleanField()
+
+    @extend_schema(request=BulkUpdateInput, responses={200: BulkResultOutput}, summary="Bulk-update sessions")
+    def put(self, request):
+        data = self.BulkUpdateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        result = sessions_bulk_update(
+            actor=request.user,
+            queryset=_selection_queryset(v),
+            selection=_selection_for_audit({k: v[k] for k in ("filter", "events", "sessionIds") if k in v}),
+            end=v["end"],
+            tags_add=v.get("addTags"),
+            tags_remove=v.get("removeTags"),
+            metadata=v.get("metadata"),
+            dry_run=v["dryRun"],
+        )
+        body = {
+            "matched": result.matched,
+            "changed": result.changed,
+            "dryRun": result.dry_run,
+            "limit": result.limit,
+            "withinLimit": result.matched <= result.limit,
+        }
+        return Response(self.BulkResultOutput(body).data)

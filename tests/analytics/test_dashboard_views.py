@@ -1,0 +1,189 @@
+"""Dashboard pages: staff only, explorer filters and keyset pages, the session page."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from sessions_app.models import BridgeMethod, BridgeStatus, SessionBridge
+from tests.federation.factories import NeuronFactory
+from tests.sessions_app.factories import BehaviorEventFactory, GlobalUserProfileFactory, UserSessionFactory
+
+pytestmark = pytest.mark.django_db
+
+PAGES = ["/dashboard/", "/dashboard/sessions/", "/dashboard/privacy/"]
+
+
+@pytest.fixture
+def operator_client(staff_user):
+    client = Client()
+    client.force_login(staff_user)
+    return client
+
+
+def session_ids_on(html: str) -> list[str]:
+    return re.findall(r'href="/dashboard/sessions/([0-9a-f-]{36})/"', html)
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_pages_send_anonymous_visitors_to_the_login(client, url):
+    """Without a staff login every page redirects to the admin login."""
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_pages_refuse_non_staff_users(client, django_user_model, url):
+    """A logged-in user who is not staff is sent to log in as staff too."""
+    client.force_login(django_user_model.objects.create_user("visitor", "v@example.com", "pw-visitor-1"))
+    assert client.get(url).status_code == 302
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_pages_render_for_staff_with_their_charts_and_scripts(operator_client, url):
+    """Each page renders and loads the charting library from staticfiles, not a CDN."""
+    UserSessionFactory()
+    response = operator_client.get(url)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<script src="/static/vendor/echarts/echarts.min.js"' in html
+    assert "://cdn" not in html and "unpkg" not in html
+
+
+def test_charting_library_is_served_from_the_npm_install(client):
+    """The ECharts build installed by npm ci is reachable through staticfiles."""
+    response = client.get("/static/vendor/echarts/echarts.min.js")
+    assert response.status_code == 200
+    assert b"echarts" in b"".join(response.streaming_content)[:5000]
+
+
+def test_overview_lists_top_pages_of_the_last_half_hour(operator_client):
+    """Top pages count recent page views only."""
+    session = UserSessionFactory()
+    for _ in range(3):
+        BehaviorEventFactory(session=session, page_path="/pricing")
+    BehaviorEventFactory(session=session, page_path="/old", timestamp=timezone.now() - timedelta(hours=2))
+    html = operator_client.get("/dashboard/").content.decode()
+    assert "/pricing" in html and "/old" not in html
+    assert 'id="live"' in html
+
+
+def test_explorer_filters_sessions(operator_client):
+    """The explorer's django-filter form narrows the table."""
+    shop = NeuronFactory(slug="shop")
+    mobile = UserSessionFactory(neuron=shop, device_type="mobile", country="FR")
+    UserSessionFactory(neuron=shop, device_type="desktop", country="FR")
+    UserSessionFactory(device_type="mobile", country="FR")
+    html = operator_client.get("/dashboard/sessions/?neuron=shop&device=mobile&country=fr").content.decode()
+    assert session_ids_on(html) == [str(mobile.public_id)]
+
+
+def test_explorer_shows_filter_errors_instead_of_failing(operator_client):
+    """A bad filter value is reported next to the field; nothing is listed."""
+    UserSessionFactory()
+    response = operator_client.get("/dashboard/sessions/?startedAfter=tomorrowish&device=fridge")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Fix the filters" in html and session_ids_on(html) == []
+
+
+def test_explorer_pages_by_keyset_without_repeats_or_gaps(operator_client, monkeypatch):
+    """Older/Newer links walk every session once, even as new sessions arrive."""
+    from analytics import dashboard_views
+
+    monkeypatch.setattr(dashboard_views, "PAGE_SIZE", 4)
+    sessions = [UserSessionFactory() for _ in range(10)]
+    seen: list[str] = []
+    url = "/dashboard/sessions/"
+    pages = []
+    while url:
+        html = operator_client.get(url).content.decode()
+        pages.append(html)
+        seen += session_ids_on(html)
+        UserSessionFactory()  # arrives while the operator reads
+        older = re.search(r'href="\?([^"]*after=\d+)" data-testid="older"', html)
+        url = f"/dashboard/sessions/?{older.group(1).replace('&amp;', '&')}" if older else None
+    assert seen == [str(s.public_id) for s in reversed(sessions)]
+
+    newer = re.search(r'href="\?([^"]*before=\d+)"', pages[1]).group(1).replace("&amp;", "&")
+    back = session_ids_on(operator_client.get(f"/dashboard/sessions/?{newer}").content.decode())
+    assert back == seen[:4]
+
+
+def test_explorer_keeps_filters_in_export_links(operator_client):
+    """The export links carry the active filters."""
+    UserSessionFactory.create_batch(2, country="IT")
+    html = operator_client.get("/dashboard/sessions/?country=IT").content.decode()
+    assert "/api/sessions/admin/export?format=csv&country=IT" in html
+
+
+def test_explorer_page_costs_a_fixed_number_of_queries(operator_client, django_assert_max_num_queries):
+    """Listing 50 sessions does not query once per row."""
+    for _ in range(50):
+        UserSessionFactory(profile=GlobalUserProfileFactory())
+    with django_assert_max_num_queries(6):
+        response = operator_client.get("/dashboard/sessions/")
+    assert len(session_ids_on(response.content.decode())) == 50
+
+
+def test_session_page_shows_timeline_journey_consent_and_links(operator_client):
+    """The session page has its events in order, the journey, consent and linked devices."""
+    profile = GlobalUserProfileFactory(user_id_hash="b" * 64)
+    session = UserSessionFactory(profile=profile, consent={"analytics": True, "marketing": False})
+    other = UserSessionFactory(neuron=session.neuron, profile=profile, device_type="mobile")
+    start = timezone.now() - timedelta(minutes=10)
+    for offset, path in enumerate(["/", "/pricing", "/pricing", "/checkout"]):
+        BehaviorEventFactory(session=session, page_path=path, timestamp=start + timedelta(minutes=offset))
+    BehaviorEventFactory(
+        session=session,
+        event_type="track",
+        event_name="Purchase",
+        page_path="/checkout",
+        timestamp=start + timedelta(minutes=5),
+    )
+    SessionBridge.objects.create(
+        neuron=session.neuron,
+        from_session=session,
+        to_session=other,
+        method=BridgeMethod.FINGERPRINT,
+        confidence=0.82,
+        evidence={"fingerprint": "abc123"},
+        status=BridgeStatus.SUGGESTED,
+    )
+    html = operator_client.get(f"/dashboard/sessions/{session.public_id}/").content.decode()
+    journey = re.search(r'<ol class="journey">(.*?)</ol>', html, re.S).group(1)
+    assert re.findall(r"<li>(.*?)</li>", journey) == ["/", "/pricing", "/checkout"]
+    assert "Purchase" in html
+    assert "0.82" in html and "fingerprint=abc123" in html
+    assert f"/dashboard/sessions/{other.public_id}/" in html
+    assert 'id="timeline-data"' in html
+    assert "identified" in html
+
+
+def test_unknown_session_page_is_404(operator_client):
+    """An unknown session id is a 404 page."""
+    assert operator_client.get(f"/dashboard/sessions/{uuid.uuid4()}/").status_code == 404
+
+
+def test_privacy_centre_reports_consent_rates(operator_client):
+    """Consent rates are the share of recent sessions that granted each purpose."""
+    UserSessionFactory.create_batch(3, consent={"analytics": True, "marketing": True})
+    UserSessionFactory(consent={"analytics": True}, gpc=True)
+    UserSessionFactory(started_at=timezone.now() - timedelta(days=60), consent={"analytics": False})
+    response = operator_client.get("/dashboard/privacy/?range=30d")
+    rates = {r["purpose"]: r for r in response.context["consent"]["rates"]}
+    assert response.context["consent"]["total"] == 4
+    assert rates["analytics"]["rate"] == 1.0 and rates["marketing"]["rate"] == 0.75
+    assert response.context["consent"]["gpc"] == 1
+
+
+def test_favicon_redirects_to_a_static_icon(client):
+    """/favicon.ico answers (no 404 in the browser console)."""
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("dashboard/favicon.svg")
