@@ -25,7 +25,7 @@ from config.api.errors import ValidationFailed
 from config.api.pagination import KeysetPagination
 from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
 from sessions_app.admin_selectors import (
-    EXPORT_COLUMNS,
+    EXPORT_NAMES,
     EventCriteria,
     session_admin_list,
     session_export_rows,
@@ -182,15 +182,11 @@ class _Line:
 
 def _csv_stream(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
     writer = csv.writer(_Line())
-    names = [name for name, _ in EXPORT_COLUMNS]
-    yield writer.writerow(names).encode()
+    yield writer.writerow(EXPORT_NAMES).encode()
     batch: list[str] = []
     for row in rows:
-        consent = row["consent"]
-        row["consent"] = ";".join(sorted(k for k, v in (consent or {}).items() if v))
-        for key in ("startedAt", "lastActivityAt", "endedAt"):
-            row[key] = row[key].isoformat() if row[key] else ""
-        batch.append(writer.writerow([row[name] for name in names]))
+        row["consent"] = ";".join(sorted(k for k, v in row["consent"].items() if v is True))
+        batch.append(writer.writerow(row.values()))
         if len(batch) >= 500:
             yield "".join(batch).encode()
             batch = []

@@ -7,7 +7,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, QuerySet
+import orjson
+from django.db.models import (
+    BooleanField,
+    CharField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Func,
+    OuterRef,
+    Q,
+    QuerySet,
+    TextField,
+)
+from django.db.models.functions import Cast
 
 from config.api.errors import ValidationFailed
 from sessions_app.filters import SessionFilter
@@ -69,43 +82,68 @@ def session_admin_list(
     return queryset.order_by("-id")
 
 
-EXPORT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("sessionId", "public_id"),
-    ("neuron", "neuron__slug"),
-    ("anonymousId", "anonymous_id"),
-    ("identified", "profile__user_id_hash"),
-    ("deviceType", "device_type"),
-    ("browser", "browser"),
-    ("os", "os"),
-    ("country", "country"),
-    ("referrer", "referrer"),
-    ("landingPage", "landing_page"),
-    ("utmSource", "utm_source"),
-    ("utmMedium", "utm_medium"),
-    ("utmCampaign", "utm_campaign"),
-    ("startedAt", "started_at"),
-    ("lastActivityAt", "last_activity_at"),
-    ("endedAt", "ended_at"),
-    ("endReason", "end_reason"),
-    ("eventCount", "event_count"),
-    ("pageViewCount", "page_view_count"),
-    ("conversionCount", "conversion_count"),
-    ("engagementScore", "engagement_score"),
-    ("consent", "consent"),
+class IsoUtc(Func):
+    """A timestamp as ISO 8601 UTC text, formatted by the database.
+
+    Parsing timestamps into datetimes and formatting them back took over half of an
+    export's time (profiled on 20,000 rows); the database writes the text directly.
+    """
+
+    output_field = CharField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        template = "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        return self.as_sql(compiler, connection, template=template, **extra_context)
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        # SQLite keeps UTC text; %f is seconds with milliseconds.
+        template = "strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', %(expressions)s)"
+        return self.as_sql(compiler, connection, template=template, **extra_context)
+
+
+EXPORT_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("sessionId", F("public_id")),
+    ("neuron", F("neuron__slug")),
+    ("anonymousId", F("anonymous_id")),
+    (
+        "identified",
+        ExpressionWrapper(Q(profile__user_id_hash__isnull=False), output_field=BooleanField()),
+    ),
+    ("deviceType", F("device_type")),
+    ("browser", F("browser")),
+    ("os", F("os")),
+    ("country", F("country")),
+    ("referrer", F("referrer")),
+    ("landingPage", F("landing_page")),
+    ("utmSource", F("utm_source")),
+    ("utmMedium", F("utm_medium")),
+    ("utmCampaign", F("utm_campaign")),
+    ("startedAt", IsoUtc("started_at")),
+    ("lastActivityAt", IsoUtc("last_activity_at")),
+    ("endedAt", IsoUtc("ended_at")),
+    ("endReason", F("end_reason")),
+    ("eventCount", F("event_count")),
+    ("pageViewCount", F("page_view_count")),
+    ("conversionCount", F("conversion_count")),
+    ("engagementScore", F("engagement_score")),
+    # Read as text and parsed with orjson: several times cheaper than the JSONField converter.
+    ("consent", Cast("consent", TextField())),
 )
-
-
+EXPORT_NAMES = tuple(name for name, _ in EXPORT_COLUMNS)
 EXPORT_CHUNK_ROWS = 2000
 
 
 def session_export_rows(*, queryset: QuerySet[UserSession], chunk_size: int | None = None) -> Iterator[dict[str, Any]]:
-    """Rows for an export, read in chunks (a server-side cursor on PostgreSQL): memory stays flat."""
+    """Rows for an export, read in chunks (a server-side cursor on PostgreSQL): memory stays flat.
+
+    Timestamps are ISO 8601 UTC strings (None when unset); consent is an object.
+    """
     chunk_size = chunk_size or EXPORT_CHUNK_ROWS
-    names = [name for name, _ in EXPORT_COLUMNS]
-    columns = [column for _, column in EXPORT_COLUMNS]
+    aliases = {f"x_{name}": expression for name, expression in EXPORT_COLUMNS}
     # Oldest first: an export is a stable listing, not a feed.
-    rows = queryset.select_related(None).order_by("id").values_list(*columns)
+    rows = queryset.select_related(None).order_by("id").annotate(**aliases).values_list(*aliases)
     for row in rows.iterator(chunk_size=chunk_size):
-        record = dict(zip(names, row, strict=True))
-        record["identified"] = record["identified"] is not None
+        record = dict(zip(EXPORT_NAMES, row, strict=True))
+        record["sessionId"] = str(record["sessionId"])
+        record["consent"] = orjson.loads(record["consent"]) if record["consent"] else {}
         yield record

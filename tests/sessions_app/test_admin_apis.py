@@ -6,7 +6,7 @@ import csv
 import io
 import tracemalloc
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import orjson
 import pytest
@@ -270,6 +270,11 @@ def test_json_export_is_a_valid_array(staff_client, audit_entries):
     rows = orjson.loads(streamed(response))
     assert [r["sessionId"] for r in rows] == [str(first.public_id), str(second.public_id)]
     assert rows[0]["identified"] is False
+    # ISO 8601 in UTC, to the millisecond at least, on SQLite and PostgreSQL alike.
+    started = datetime.fromisoformat(rows[0]["startedAt"].replace("Z", "+00:00"))
+    assert abs(started - first.started_at) < timedelta(milliseconds=1)
+    assert rows[0]["endedAt"] is None
+    assert rows[0]["consent"] == first.consent
 
 
 @pytest.mark.django_db(transaction=True)
