@@ -227,7 +227,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CACHE_KEY_PREFIX", "spe") + ":ws"},
+            "CONFIG": {
+                # redis-py's asyncio client times reads out after 5 s by default, exactly
+                # channels-redis's blocking-pop timeout: an idle socket's consumer would die
+                # with "Timeout reading". Reads may block longer than that pop; a dead Redis
+                # is still noticed.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2}],
+                "prefix": env_str("CACHE_KEY_PREFIX", "spe") + ":ws",
+            },
         }
     }
 else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -218,5 +219,21 @@ def test_ping_is_answered_and_unknown_messages_get_an_error(operator):
             pass
         assert reply["type"] == "error"
         await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="the Redis channel layer")
+def test_redis_channel_layer_survives_a_quiet_spell_longer_than_its_blocking_pop():
+    """A consumer waiting more than 5 s for a message keeps waiting instead of dying on a read timeout."""
+    from channels.layers import get_channel_layer
+
+    async def scenario():
+        layer = get_channel_layer()
+        name = await layer.new_channel()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(layer.receive(name), timeout=6.5)
+        await layer.send(name, {"type": "still.alive"})
+        assert (await asyncio.wait_for(layer.receive(name), timeout=2))["type"] == "still.alive"
 
     async_to_sync(scenario)()
