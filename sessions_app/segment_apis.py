@@ -22,7 +22,14 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from config.api.errors import ApplicationError, PayloadTooLarge, Unauthorized, ValidationFailed
+from config.api.errors import (
+    ApplicationError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from config.api.problems import problem_response
 from federation.models import Neuron
 from federation.selectors import neuron_get_by_publishable_key
@@ -30,18 +37,6 @@ from sessions_app.segment import segment_calls_parse, segment_calls_process
 
 JSON_TYPES = ("application/json", "text/plain", "")
 BASIC_CHALLENGE = 'Basic realm="Segment write key"'
-
-
-class UnsupportedMediaType(ApplicationError):
-    status = 415
-    title = "Unsupported media type"
-    slug = "unsupported-media-type"
-
-
-class MethodNotAllowed(ApplicationError):
-    status = 405
-    title = "Method not allowed"
-    slug = "method-not-allowed"
 
 
 def body_read(request: HttpRequest, *, limit: int) -> bytes:

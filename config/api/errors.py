@@ -53,6 +53,12 @@ class NotFound(ApplicationError):
     slug = "not-found"
 
 
+class MethodNotAllowed(ApplicationError):
+    status = 405
+    title = "Method not allowed"
+    slug = "method-not-allowed"
+
+
 class Conflict(ApplicationError):
     status = 409
     title = "Conflict"
@@ -63,6 +69,12 @@ class PayloadTooLarge(ApplicationError):
     status = 413
     title = "Payload too large"
     slug = "payload-too-large"
+
+
+class UnsupportedMediaType(ApplicationError):
+    status = 415
+    title = "Unsupported media type"
+    slug = "unsupported-media-type"
 
 
 class Unprocessable(ApplicationError):
