@@ -59,6 +59,16 @@ class SegmentOutput(serializers.Serializer):
     updatedAt = serializers.DateTimeField(source="updated_at")
 
 
+def _neuron_filter(validated: dict[str, Any]) -> Any:
+    """The site a `neuronId` query parameter names (None when absent); an unknown one is a 404."""
+    if "neuronId" not in validated:
+        return None
+    neuron = neuron_get_by_slug(slug=validated["neuronId"])
+    if neuron is None:
+        raise NotFound("No such site.")
+    return neuron
+
+
 class StaffApi(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [IsAdminUser]
@@ -86,11 +96,7 @@ class SegmentListApi(StaffApi):
     def get(self, request):
         filters = self.FilterInput(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        neuron = None
-        if "neuronId" in filters.validated_data:
-            neuron = neuron_get_by_slug(slug=filters.validated_data["neuronId"])
-            if neuron is None:
-                raise NotFound("No such site.")
+        neuron = _neuron_filter(filters.validated_data)
         paginator = KeysetPagination()
         page = paginator.paginate_queryset(segment_list(neuron=neuron), request, view=self)
         return paginator.get_paginated_response(SegmentOutput(page, many=True).data)
@@ -192,11 +198,7 @@ class ArchetypeListApi(StaffApi):
     def get(self, request):
         filters = self.FilterInput(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
-        neuron = None
-        if "neuronId" in filters.validated_data:
-            neuron = neuron_get_by_slug(slug=filters.validated_data["neuronId"])
-            if neuron is None:
-                raise NotFound("No such site.")
+        neuron = _neuron_filter(filters.validated_data)
         return Response({"results": ArchetypeOutput(archetype_list(neuron=neuron), many=True).data})
 
 
