@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from analytics import services
 from tests.analytics.factories import build_population
+from tests.helpers import assert_problem
 from tests.sessions_app.factories import UserSessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -31,14 +32,6 @@ TYPE_PARAMS = {
 ENDPOINTS = ["/api/sessions/metrics", "/api/sessions/devices", "/api/sessions/geographic", "/api/sessions/segments"] + [
     f"/api/sessions/analytics/{t}" for t in TYPES
 ]
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == status and {"type", "title", "detail"} <= set(body)
-    return body
 
 
 def _params(url: str, **extra):

@@ -14,6 +14,7 @@ from personalization.models import ArchetypeMembership, ProfileInterest, Segment
 from personalization.services import interest_update_from_events, recommendations_compute, segments_materialize
 from privacy.models import AuditEntry
 from tests.conftest import IPHONE_UA
+from tests.helpers import assert_problem
 from tests.personalization.factories import (
     ArchetypeFactory,
     ContentSlotFactory,
@@ -39,14 +40,6 @@ def token_session(**kwargs):
     session = UserSessionFactory(factory_token=token, **kwargs)
     session.factory_token = token
     return session
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == status
-    return body
 
 
 # --- segments CRUD (staff) ----------------------------------------------------

@@ -10,17 +10,12 @@ from rest_framework.test import APIClient
 from privacy.models import AuditEntry, ConsentRecord
 from sessions_app.models import UserSession
 from tests.conftest import IPHONE_UA
+from tests.helpers import assert_problem
 from tests.sessions_app.factories import UserSessionFactory
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/sessions/consent"
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    return response.json()
 
 
 def test_visitor_grants_and_withdraws_with_the_same_call(live_session):

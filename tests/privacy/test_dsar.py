@@ -17,17 +17,11 @@ from privacy.dsar import dsar_create, dsar_run
 from privacy.models import AuditEntry, DataSubjectRequest, ErasureTombstone
 from privacy.registry import personal_data_registry
 from sessions_app.models import BehaviorEvent, BridgeMethod, GlobalUserProfile, SessionBridge, UserSession
-from tests.conftest import IPHONE_UA
+from tests.helpers import bearer
 
 pytestmark = pytest.mark.django_db
 
 TEXTUAL = (models.CharField, models.TextField, models.JSONField, models.UUIDField)
-
-
-def bearer(token: str) -> APIClient:
-    client = APIClient(REMOTE_ADDR="81.2.69.142", HTTP_USER_AGENT=IPHONE_UA)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
 
 
 def search_everywhere(needles: list[str]) -> dict[str, int]:

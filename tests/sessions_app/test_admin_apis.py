@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from privacy.models import AuditEntry
 from sessions_app.models import EndReason, UserSession
 from tests.federation.factories import NeuronFactory
+from tests.helpers import assert_problem
 from tests.sessions_app.factories import BehaviorEventFactory, GlobalUserProfileFactory, UserSessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -24,14 +25,6 @@ LIST = "/api/sessions/admin/sessions"
 SEARCH = "/api/sessions/admin/search"
 EXPORT = "/api/sessions/admin/export"
 BULK = "/api/sessions/admin/bulk-update"
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == status
-    return body
 
 
 def streamed(response) -> bytes:

@@ -10,30 +10,15 @@ import pytest
 import time_machine
 from django.db import connection
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from sessions_app.models import DeviceFingerprint, GlobalUserProfile, UserSession
-from tests.conftest import DESKTOP_UA, IPHONE_UA
+from tests.conftest import DESKTOP_UA
+from tests.helpers import assert_problem, bearer
 from tests.sessions_app.factories import UserSessionFactory
 
 pytestmark = pytest.mark.django_db
 
 CREATE = "/api/sessions/create"
-
-
-def bearer(token: str) -> APIClient:
-    client = APIClient(REMOTE_ADDR="81.2.69.142", HTTP_USER_AGENT=IPHONE_UA)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == status
-    assert {"type", "title", "detail"} <= set(body)
-    return body
 
 
 # --- create -----------------------------------------------------------------

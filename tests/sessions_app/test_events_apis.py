@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from sessions_app.models import AnonymousTrafficCount, BehaviorEvent, UserSession
 from sessions_app.services import session_end
-from tests.conftest import IPHONE_UA
+from tests.helpers import assert_problem, bearer
 from tests.sessions_app.factories import GlobalUserProfileFactory, UserSessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -23,20 +23,6 @@ pytestmark = pytest.mark.django_db
 
 def events_url(session_id) -> str:
     return f"/api/sessions/{session_id}/events"
-
-
-def bearer(token: str) -> APIClient:
-    client = APIClient(REMOTE_ADDR="81.2.69.142", HTTP_USER_AGENT=IPHONE_UA)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == status
-    return body
 
 
 def make_session(**kwargs):

@@ -19,6 +19,7 @@ from privacy.crypto import identifier_hash
 from sessions_app.models import AnonymousTrafficCount, BehaviorEvent, GlobalUserProfile, UserSession
 from tests.conftest import DESKTOP_UA, IPHONE_UA
 from tests.federation.factories import NeuronFactory
+from tests.helpers import assert_problem
 
 pytestmark = pytest.mark.django_db
 
@@ -37,14 +38,6 @@ def post(path: str, payload, *, key: str | None = None, gzipped: bool = False, *
     if key is not None:
         headers["HTTP_AUTHORIZATION"] = basic(key)
     return Client(REMOTE_ADDR="203.0.113.9").post(path, body, content_type="application/json", **headers)
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == status
-    return body
 
 
 def track(anonymous_id: str = "anon-1", **extra) -> dict:
