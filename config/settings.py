@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from corsheaders.defaults import default_headers as corsheaders_default_headers
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -131,6 +132,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_filters",
+    "corsheaders",
     "drf_spectacular",
     "django_celery_beat",
     "channels",
@@ -142,6 +144,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -379,6 +382,19 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# CORS for the browser-facing API only (session lifecycle and events, consent and the
+# visitor's own data, per-session personalization, the Segment-compatible /v1). Those
+# authenticate with a publishable key or a session token in a header, never a cookie, so
+# any site may call them by default; CORS_ALLOWED_ORIGINS narrows that to a list.
+# Staff endpoints (admin API, analytics, profiles) stay same-origin.
+_UUID = "[0-9a-fA-F-]{36}"
+CORS_URLS_REGEX = rf"^/(api/sessions/(create|consent|user-data/.*|{_UUID}(/.*)?)|api/personalization/{_UUID}/.*|v1/.*)$"
+CORS_ALLOWED_ORIGINS = [origin for origin in env_list("CORS_ALLOWED_ORIGINS") if origin != "*"]
+CORS_ALLOW_ALL_ORIGINS = not CORS_ALLOWED_ORIGINS
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_HEADERS = (*corsheaders_default_headers, "x-site-key")
+CORS_EXPOSE_HEADERS = ["Retry-After"]
 
 
 # ---------------------------------------------------------------------------

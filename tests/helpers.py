@@ -1,0 +1,24 @@
+"""Assertions and clients shared by the API test modules."""
+
+from __future__ import annotations
+
+from rest_framework.test import APIClient
+
+from tests.conftest import IPHONE_UA
+
+
+def bearer(token: str) -> APIClient:
+    """A browser client that sends a session token."""
+    client = APIClient(REMOTE_ADDR="81.2.69.142", HTTP_USER_AGENT=IPHONE_UA)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def assert_problem(response, status: int) -> dict:
+    """An RFC 9457 problem-details response with `status`; returns its body."""
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail"} <= set(body)
+    return body
