@@ -421,6 +421,10 @@ GPC_LAST_UPDATE = env_str("GPC_LAST_UPDATE", "2026-11-29")
 # Retention purges delete this many rows per transaction.
 RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 5000)
 
+# Sites by publishable key are cached in each process this long: a deactivated key is
+# refused everywhere within it (at once in the process that saved the change). 0 disables.
+NEURON_CACHE_SECONDS = 5.0
+
 # Ingestion. Events for a session that ended less than the grace period ago (the unload
 # beacon, a retried batch) are still accepted; later ones get a 409 so the client restores.
 EVENTS_GRACE_PERIOD = timedelta(seconds=env_int("EVENTS_GRACE_SECONDS", 5 * 60))

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -70,16 +70,64 @@ def consent_record(
         "user_agent": (request_meta.user_agent if request_meta else "")[:512],
         "recorded_by": recorded_by[:200],
     }
+    relying = list(controllers) if controllers is not None else [neuron]
+    if connection.vendor == "postgresql":
+        return _consent_insert_one_statement(clean=clean, common=common, relying=relying)
     records = ConsentRecord.objects.bulk_create(
         [ConsentRecord(purpose=purpose, granted=granted, **common) for purpose, granted in clean.items()]
     )
-    relying = list(controllers) if controllers is not None else [neuron]
     if records and not records[0].pk:  # backends that do not return ids from bulk inserts
         records = list(ConsentRecord.objects.filter(public_id__in=[r.public_id for r in records]))
     through = ConsentRecord.controllers.through
     through.objects.bulk_create(
         [through(consentrecord_id=r.pk, neuron_id=n.pk) for r in records for n in relying], ignore_conflicts=True
     )
+    return records
+
+
+_THROUGH = ConsentRecord.controllers.through._meta.db_table
+# PostgreSQL: the ledger rows and their controllers in one statement (a data-modifying CTE)
+# instead of two bulk_create round trips; session creation writes the ledger on every call.
+_LEDGER_SQL = (
+    f"WITH r AS (INSERT INTO {ConsentRecord._meta.db_table} (public_id, neuron_id, session_id, profile_id, "
+    "anonymous_id, purpose, granted, policy_version, text_hash, source, recorded_at, ip_truncated, user_agent, "
+    "recorded_by) SELECT u.public_id, %s, %s, %s, %s, u.purpose, u.granted, %s, %s, %s, %s, %s, %s, %s "
+    "FROM unnest(%s::uuid[], %s::text[], %s::boolean[]) AS u(public_id, purpose, granted) RETURNING id, public_id), "
+    f"c AS (INSERT INTO {_THROUGH} (consentrecord_id, neuron_id) SELECT r.id, n.id FROM r "
+    "CROSS JOIN unnest(%s::bigint[]) AS n(id) ON CONFLICT DO NOTHING) "
+    "SELECT id, public_id FROM r"
+)
+
+
+def _consent_insert_one_statement(
+    *, clean: Mapping[str, bool], common: dict[str, Any], relying: list[Neuron]
+) -> list[ConsentRecord]:
+    records = [ConsentRecord(purpose=purpose, granted=granted, **common) for purpose, granted in clean.items()]
+    session, profile = common["session"], common["profile"]
+    params = [
+        common["neuron"].pk,
+        session.pk if session is not None else None,
+        profile.pk if profile is not None else None,
+        common["anonymous_id"],
+        common["policy_version"],
+        common["text_hash"],
+        common["source"],
+        common["recorded_at"],
+        common["ip_truncated"],
+        common["user_agent"],
+        common["recorded_by"],
+        [r.public_id for r in records],
+        [r.purpose for r in records],
+        [r.granted for r in records],
+        [n.pk for n in relying],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_LEDGER_SQL, params)
+        ids = {public_id: pk for pk, public_id in cursor.fetchall()}
+    for record in records:
+        record.pk = ids[record.public_id]
+        record._state.adding = False
+        record._state.db = connection.alias
     return records
 
 

@@ -13,6 +13,8 @@ class SessionTokenAuthentication(BaseAuthentication):
     """`Authorization: Bearer <session token>`. `request.auth` becomes a TokenMatch."""
 
     keyword = b"bearer"
+    # Lock the session row while reading it (the view runs in a transaction): ingestion.
+    lock = False
 
     def authenticate(self, request: Any) -> tuple[Any, TokenMatch] | None:
         parts = get_authorization_header(request).split()
@@ -24,13 +26,17 @@ class SessionTokenAuthentication(BaseAuthentication):
             token = parts[1].decode("ascii")
         except UnicodeDecodeError as exc:
             raise AuthenticationFailed("Malformed session token.") from exc
-        match = session_get_by_token(token=token)
+        match = session_get_by_token(token=token, lock=self.lock)
         if match is None:
             raise AuthenticationFailed("Invalid or expired session token.")
         return AnonymousUser(), match
 
     def authenticate_header(self, request: Any) -> str:
         return 'Bearer realm="session"'
+
+
+class LockingSessionTokenAuthentication(SessionTokenAuthentication):
+    lock = True
 
 
 class BeaconTokenAuthentication(BaseAuthentication):
@@ -42,6 +48,7 @@ class BeaconTokenAuthentication(BaseAuthentication):
     """
 
     body_field = "token"
+    lock = False
 
     def authenticate(self, request: Any) -> tuple[Any, TokenMatch] | None:
         if get_authorization_header(request) or not (request.content_type or "").startswith("text/plain"):
@@ -52,10 +59,14 @@ class BeaconTokenAuthentication(BaseAuthentication):
         token = data[self.body_field]
         if not isinstance(token, str):
             raise AuthenticationFailed("Malformed session token.")
-        match = session_get_by_token(token=token)
+        match = session_get_by_token(token=token, lock=self.lock)
         if match is None:
             raise AuthenticationFailed("Invalid or expired session token.")
         return AnonymousUser(), match
 
     def authenticate_header(self, request: Any) -> str:
         return 'Bearer realm="session"'
+
+
+class LockingBeaconTokenAuthentication(BeaconTokenAuthentication):
+    lock = True

@@ -5,7 +5,9 @@ counters and engagement score, exactly once per message id (the unique
 (neuron, message_id) constraint decides, so a retried or concurrently repeated
 batch is stored once), and only with analytics consent; without it the events
 only increment anonymous aggregates. Then fast: a constant number of queries per
-batch whatever its size (lock the session, one multi-row INSERT, one UPDATE).
+batch whatever its size (lock the session, one multi-row INSERT, one UPDATE; on
+PostgreSQL the INSERT and the UPDATE are one statement, and the events view takes the
+lock while authenticating).
 """
 
 from __future__ import annotations
@@ -111,7 +113,9 @@ def _corrected_times(
     return times
 
 
-@transaction.atomic
+# savepoint=False: inside a caller's transaction (the events view, /v1) a savepoint would
+# cost two more round trips per batch, and an error here fails the whole request anyway.
+@transaction.atomic(savepoint=False)
 def events_ingest(
     *,
     session: UserSession,
@@ -119,19 +123,21 @@ def events_ingest(
     sent_at: datetime | None,
     received_at: datetime,
     error_prefix: str = "events",
+    locked: bool = False,
 ) -> IngestResult:
     """Store a validated batch for one session, all or nothing.
 
     A session that ended within EVENTS_GRACE_PERIOD still takes events (the unload
     beacon arrives after the end); later ones raise Conflict so the client restores
-    the session and resends.
+    the session and resends. `locked=True`: the caller read `session` with its row lock
+    in the current transaction (sessions_app.selectors.session_get_by_token(lock=True)).
     """
     if not events:
         return IngestResult(stored=0, duplicates=0, anonymous=0)
     times = _corrected_times(
         events, sent_at=sent_at, received_at=received_at, prefix=error_prefix if len(events) > 1 else ""
     )
-    locked = _session_lock(session)
+    locked = session if locked else _session_lock(session)
     ended = session_end_time(locked, now=received_at)
     if ended is not None and received_at - ended > settings.EVENTS_GRACE_PERIOD:
         raise Conflict(
@@ -149,8 +155,12 @@ def events_ingest(
         )
 
     rows = _rows(session=locked, events=events, times=times, received_at=received_at)
-    stored = _insert(rows)
-    _session_count(session=locked, stored=stored, alive=ended is None, now=received_at)
+    alive = ended is None
+    if connection.vendor == "postgresql":
+        stored = _insert_and_count(rows, session=locked, alive=alive, now=received_at)
+    else:
+        stored = _insert(rows)
+        _session_count(session=locked, stored=stored, alive=alive, now=received_at)
     events_stored(session=locked, events=stored)
     return IngestResult(
         stored=len(stored),
@@ -232,12 +242,16 @@ _UNNEST_SQL = (
 )
 
 
-def _insert_unnest(rows: list[tuple]) -> list[str]:
+def _unnest_params(rows: list[tuple]) -> list:
     first = rows[0]
     columns = [list(column) for column in zip(*(row[4:12] + (row[13],) for row in rows), strict=True)]
     columns[2] = [orjson.dumps(value).decode() for value in columns[2]]
+    return [first[0], first[1], first[2], first[3], first[12], *columns]
+
+
+def _insert_unnest(rows: list[tuple]) -> list[str]:
     with connection.cursor() as cursor:
-        cursor.execute(_UNNEST_SQL, [first[0], first[1], first[2], first[3], first[12], *columns])
+        cursor.execute(_UNNEST_SQL, _unnest_params(rows))
         return [message_id for (message_id,) in cursor.fetchall()]
 
 
@@ -267,30 +281,78 @@ def _insert_values(rows: list[tuple]) -> list[str]:
     return inserted
 
 
-def _session_count(*, session: UserSession, stored: list[StoredEvent], alive: bool, now: datetime) -> None:
-    """Counters, last activity and engagement score, in the ingest transaction."""
+def _session_counters(
+    *, session: UserSession, stored: list[StoredEvent], alive: bool, now: datetime
+) -> dict[str, object] | None:
+    """The session's new counters, last activity and engagement score once `stored` are in
+    (None: nothing to change). Does not touch `session`."""
     if not stored and not alive:
-        return
+        return None
     page_views = sum(1 for e in stored if e.event_type in PAGE_VIEW_TYPES)
     conversions = sum(1 for e in stored if e.event_type in CONVERSION_TYPES)
-    session.event_count += len(stored)
-    session.page_view_count += page_views
-    session.conversion_count += conversions
-    session.interaction_count += len(stored) - page_views - conversions
-    fields = ["event_count", "page_view_count", "conversion_count", "interaction_count", "engagement_score"]
+    values: dict[str, object] = {
+        "event_count": session.event_count + len(stored),
+        "page_view_count": session.page_view_count + page_views,
+        "conversion_count": session.conversion_count + conversions,
+        "interaction_count": session.interaction_count + len(stored) - page_views - conversions,
+    }
+    last_activity_at = session.last_activity_at
     if alive:
         # Events are activity: they extend the idle timeout like a heartbeat. Late
         # events inside the grace window do not reopen an ended session.
-        session.last_activity_at = max(session.last_activity_at, now)
-        session.expires_at = session_expiry(started_at=session.started_at, last_activity_at=session.last_activity_at)
-        fields += ["last_activity_at", "expires_at"]
-    session.engagement_score = engagement_score(
-        duration=session.last_activity_at - session.started_at,
-        page_views=session.page_view_count,
-        interactions=session.interaction_count,
-        conversions=session.conversion_count,
+        last_activity_at = max(session.last_activity_at, now)
+        values["last_activity_at"] = last_activity_at
+        values["expires_at"] = session_expiry(started_at=session.started_at, last_activity_at=last_activity_at)
+    values["engagement_score"] = engagement_score(
+        duration=last_activity_at - session.started_at,
+        page_views=values["page_view_count"],
+        interactions=values["interaction_count"],
+        conversions=values["conversion_count"],
     )
-    UserSession.objects.filter(pk=session.pk).update(**{name: getattr(session, name) for name in fields})
+    return values
+
+
+def _session_count(*, session: UserSession, stored: list[StoredEvent], alive: bool, now: datetime) -> None:
+    """Counters, last activity and engagement score, in the ingest transaction."""
+    values = _session_counters(session=session, stored=stored, alive=alive, now=now)
+    if values is None:
+        return
+    for name, value in values.items():
+        setattr(session, name, value)
+    UserSession.objects.filter(pk=session.pk).update(**values)
+
+
+def _insert_and_count(rows: list[tuple], *, session: UserSession, alive: bool, now: datetime) -> list[StoredEvent]:
+    """PostgreSQL: the INSERT and the session's UPDATE in one statement (a data-modifying CTE).
+
+    The counters are computed up front as if every row goes in, and the UPDATE applies
+    only if the INSERT's RETURNING count says so. Duplicates are the exception (retries),
+    so the common batch costs one round trip; a batch with duplicates pays a second
+    statement with the counters of what was really stored. The session row is locked,
+    so nothing else moves its counters in between.
+    """
+    expected = _session_counters(session=session, stored=[_stored_event(row) for row in rows], alive=alive, now=now)
+    assert expected is not None  # rows is never empty here
+    names = list(expected)
+    first = rows[0]
+    sql = (
+        f"WITH ins AS ({_UNNEST_SQL}), "
+        f"upd AS (UPDATE {UserSession._meta.db_table} SET {', '.join(f'{name} = %s' for name in names)} "
+        "WHERE id = %s AND (SELECT count(*) FROM ins) = %s) "
+        "SELECT message_id FROM ins"
+    )
+    params = [*_unnest_params(rows), *(expected[name] for name in names), first[1], len(rows)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted = [message_id for (message_id,) in cursor.fetchall()]
+    by_id = {row[13]: row for row in rows}
+    stored = [_stored_event(by_id[message_id]) for message_id in inserted]
+    if len(stored) == len(rows):
+        for name, value in expected.items():
+            setattr(session, name, value)
+    else:
+        _session_count(session=session, stored=stored, alive=alive, now=now)
+    return stored
 
 
 def events_stored(*, session: UserSession, events: list[StoredEvent]) -> None:
@@ -310,7 +372,7 @@ def events_stored(*, session: UserSession, events: list[StoredEvent]) -> None:
     transaction.on_commit(lambda: live_record_events(neuron_id=neuron_id, event_types=types, session_key=session_key))
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def events_count_anonymously(
     *, neuron_id: int, device_type: str, country: str, events: list[EventIn], received_at: datetime
 ) -> IngestResult:

@@ -18,9 +18,13 @@ DESKTOP_UA = (
 @pytest.fixture(autouse=True)
 def _clean_cache():
     """Throttle counters and cached lookups must not leak between tests."""
+    from federation.selectors import neuron_cache_clear
+
     cache.clear()
+    neuron_cache_clear()
     yield
     cache.clear()
+    neuron_cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -181,21 +181,64 @@ def test_beacon_sent_as_text_plain_is_accepted():
 
 
 def test_query_count_does_not_grow_with_batch_size(django_assert_num_queries):
-    """Auth, session lock, one INSERT, one UPDATE, and the interest vector's read and write:
-    the same six queries for 1 or 500 events."""
+    """Authentication taking the session lock, one INSERT and one UPDATE (one statement on
+    PostgreSQL), and the interest vector's read and write: the same queries for 1 or 500 events."""
     session, client = make_session()
     # Warm up: the first batch also reads the site's category mapping and creates the vector row.
     client.post(events_url(session.public_id), page_view("/warm"), format="json")
+    expected = 4 if connection.vendor == "postgresql" else 5
     counts = []
     for size in (1, 500):
         batch = {"events": [page_view(f"/p{i}") for i in range(size)]}
         with CaptureQueriesContext(connection) as ctx:
             assert client.post(events_url(session.public_id), batch, format="json").status_code == 200
         counts.append(len([q for q in ctx.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]))
-    assert counts[0] == counts[1] == 6
-    # The six, plus SAVEPOINT/RELEASE: the test itself runs inside a transaction.
-    with django_assert_num_queries(8):
+    assert counts[0] == counts[1] == expected
+    # Plus the request's SAVEPOINT/RELEASE: the test itself runs inside a transaction.
+    with django_assert_num_queries(expected + 2):
         client.post(events_url(session.public_id), {"events": [page_view(f"/x{i}") for i in range(100)]}, format="json")
+
+
+def test_a_batch_with_duplicates_counts_only_what_was_stored():
+    """Counters follow the rows really inserted when some message ids were already taken."""
+    session, client = make_session()
+    first = {"events": [page_view("/a", messageId="m1"), {"eventType": "click", "messageId": "m2"}]}
+    assert client.post(events_url(session.public_id), first, format="json").json()["stored"] == 2
+    again = {
+        "events": [
+            page_view("/a", messageId="m1"),
+            page_view("/b", messageId="m3"),
+            {"eventType": "click", "messageId": "m4"},
+        ]
+    }
+    body = client.post(events_url(session.public_id), again, format="json").json()
+    assert (body["stored"], body["duplicates"]) == (2, 1)
+    session.refresh_from_db()
+    assert BehaviorEvent.objects.filter(session=session).count() == 4
+    assert (session.event_count, session.page_view_count, session.interaction_count) == (4, 2, 2)
+
+
+def test_an_all_duplicate_batch_still_counts_as_activity():
+    """A resent batch stores nothing, but a live session's last activity moves on."""
+    session, client = make_session()
+    batch = {"events": [page_view("/a", messageId="d1")]}
+    client.post(events_url(session.public_id), batch, format="json")
+    before = timezone.now() - timedelta(minutes=1)
+    UserSession.objects.filter(pk=session.pk).update(last_activity_at=before)
+    body = client.post(events_url(session.public_id), batch, format="json").json()
+    assert (body["stored"], body["duplicates"]) == (0, 1)
+    session.refresh_from_db()
+    assert session.event_count == 1
+    assert session.last_activity_at > before
+
+
+def test_a_rejected_batch_leaves_the_session_untouched():
+    """A 400 rolls back the request's transaction (which took the session lock): no counters move."""
+    session, client = make_session()
+    bad = {"events": [page_view("/a"), {"eventType": "click", "eventData": [1]}]}
+    assert client.post(events_url(session.public_id), bad, format="json").status_code == 400
+    session.refresh_from_db()
+    assert session.event_count == 0 and not BehaviorEvent.objects.exists()
 
 
 # --- bad input --------------------------------------------------------------
