@@ -25,12 +25,16 @@ class Figures:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    # Percentiles reported by a native client instead of every latency.
+    percentiles: dict[float, float] | None = None
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
     def pct(self, p: float) -> float:
+        if self.percentiles and p in self.percentiles:
+            return self.percentiles[p]
         if not self.latencies_ms:
             return float("nan")
         data = sorted(self.latencies_ms)

@@ -435,6 +435,10 @@ EVENT_DATA_MAX_BYTES = env_int("EVENT_DATA_MAX_BYTES", 32 * 1024)
 SEGMENT_MAX_CALL_BYTES = env_int("SEGMENT_MAX_CALL_BYTES", 32 * 1024)
 SEGMENT_MAX_BATCH_BYTES = env_int("SEGMENT_MAX_BATCH_BYTES", 500 * 1024)
 SEGMENT_MAX_BATCH_EVENTS = env_int("SEGMENT_MAX_BATCH_EVENTS", 2500)
+# Anonymously counted events (no analytics consent) carrying a client message id are
+# remembered this long in the cache (a keyed hash, nothing else), so a resend is not
+# counted twice.
+ANONYMOUS_DEDUPE_SECONDS = env_int("ANONYMOUS_DEDUPE_SECONDS", 3600)
 # Live dashboard counters: per-minute buckets kept this long in the cache.
 LIVE_COUNTER_TTL_SECONDS = env_int("LIVE_COUNTER_TTL_SECONDS", 2 * 3600)
 # After a cache failure, live counters skip the cache for this long instead of paying a

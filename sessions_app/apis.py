@@ -18,12 +18,7 @@ from config.api.parsers import JSONParser, TextJSONParser
 from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
 from federation.authentication import SiteKeyAuthentication
 from federation.permissions import HasSiteKey
-from sessions_app.authentication import (
-    BeaconTokenAuthentication,
-    LockingBeaconTokenAuthentication,
-    LockingSessionTokenAuthentication,
-    SessionTokenAuthentication,
-)
+from sessions_app.authentication import BeaconTokenAuthentication, SessionTokenAuthentication
 from sessions_app.enrichment import RequestMeta, request_meta_from
 from sessions_app.event_input import events_payload_parse
 from sessions_app.ingestion import events_ingest
@@ -280,9 +275,10 @@ class EventsIngestApi(SessionTokenApi):
     """One event, or {"events": [...]} up to EVENTS_MAX_BATCH; a 200 means committed."""
 
     # A beacon carries its token in the body: it can set neither headers nor a JSON type.
-    # Both lock the session row as they read it: the request runs in one transaction
+    authentication_classes = [SessionTokenAuthentication, BeaconTokenAuthentication]
+    # Both read the session with its row lock: the request runs in one transaction
     # (dispatch below), so authentication doubles as ingestion's session lock.
-    authentication_classes = [LockingSessionTokenAuthentication, LockingBeaconTokenAuthentication]
+    lock_session = True
     permission_classes = [IsSessionTokenHolderEvenEnded]
     # text/plain too: navigator.sendBeacon (the unload beacon) cannot set a JSON content type.
     parser_classes = [JSONParser, TextJSONParser]

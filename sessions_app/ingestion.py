@@ -25,7 +25,7 @@ from personalization.services import interest_update_from_events
 from privacy.consent import has_consent
 from sessions_app.engagement import engagement_score
 from sessions_app.event_input import CONVERSION_TYPES, PAGE_VIEW_TYPES, EventIn
-from sessions_app.live import live_record_events
+from sessions_app.live import anonymous_first_seen, live_record_events
 from sessions_app.models import AnonymousTrafficCount, BehaviorEvent, UserSession
 from sessions_app.services import session_expiry
 
@@ -372,17 +372,41 @@ def events_stored(*, session: UserSession, events: list[StoredEvent]) -> None:
     transaction.on_commit(lambda: live_record_events(neuron_id=neuron_id, event_types=types, session_key=session_key))
 
 
+def _anonymous_fresh(*, neuron_id: int, events: list[EventIn]) -> list[EventIn]:
+    """The events to count: one per client message id (a repeat inside the batch, or of a
+    batch counted within ANONYMOUS_DEDUPE_SECONDS, is a resend), and every event whose id
+    the server generated (nothing to recognise a resend by)."""
+    first: dict[str, EventIn] = {}
+    for event in events:
+        if not event.generated_id:
+            first.setdefault(event.message_id, event)
+    fresh_ids = anonymous_first_seen(neuron_id=neuron_id, message_ids=list(first)) if first else None
+    if fresh_ids is None:  # the cache could not answer: count what the batch itself does not repeat
+        fresh_ids = set(first)
+    kept = []
+    for event in events:
+        if event.generated_id:
+            kept.append(event)
+        elif event.message_id in fresh_ids and first.get(event.message_id) is event:
+            kept.append(event)
+    return kept
+
+
 @transaction.atomic(savepoint=False)
 def events_count_anonymously(
     *, neuron_id: int, device_type: str, country: str, events: list[EventIn], received_at: datetime
 ) -> IngestResult:
     """No analytics consent: one upsert of per-day aggregates by path, device type and
-    country. No event row, no session counter, nothing that tells visitors apart (so,
-    without a message id to remember, a resent event is counted again)."""
+    country. No event row, no session counter, nothing that tells visitors apart. A resend
+    (the same client message ids) is recognised by a short-lived keyed hash in the cache
+    (sessions_app.live.anonymous_first_seen) and answered as duplicates."""
     if not events:
         return IngestResult(stored=0, duplicates=0, anonymous=0)
+    counted = _anonymous_fresh(neuron_id=neuron_id, events=events)
+    if not counted:
+        return IngestResult(stored=0, duplicates=len(events), anonymous=0)
     merged: dict[str, list[int]] = {}
-    for event in events:
+    for event in counted:
         totals = merged.setdefault(event.page_path[:1024], [0, 0])
         totals[0] += 1 if event.is_page_view else 0
         totals[1] += 1
@@ -401,6 +425,6 @@ def events_count_anonymously(
             f"page_views = {table}.page_views + excluded.page_views, events = {table}.events + excluded.events",
             params,
         )
-    anonymous = len(events)
+    anonymous = len(counted)
     transaction.on_commit(lambda: live_record_events(neuron_id=neuron_id, event_types={}, anonymous=anonymous))
-    return IngestResult(stored=0, duplicates=0, anonymous=anonymous)
+    return IngestResult(stored=0, duplicates=len(events) - anonymous, anonymous=anonymous)

@@ -15,6 +15,8 @@ of this process only.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 import time
@@ -226,3 +228,37 @@ def live_snapshot(*, neuron_id: int | None = None, window_minutes: int = 5, seri
             for m, bucket in zip(minutes[-series_minutes:], per_minute[-series_minutes:], strict=True)
         ],
     }
+
+
+def _seen_key(neuron_id: int, message_id: str) -> str:
+    # A keyed hash: the cache holds no message id, only proof that one was seen.
+    digest = hmac.new(settings.SECRET_KEY.encode(), f"{neuron_id}:{message_id}".encode(), hashlib.sha256)
+    return f"{_prefix()}:seen:{digest.hexdigest()[:32]}"
+
+
+def anonymous_first_seen(*, neuron_id: int, message_ids: list[str]) -> set[str] | None:
+    """Of these message ids of anonymously counted events, those not seen in the last
+    ANONYMOUS_DEDUPE_SECONDS, marked as seen now; a resend of anonymous events is then
+    not counted twice. One pipelined round trip of SET NX with Redis.
+
+    Best-effort like the live counters: None when the cache cannot answer (every event is
+    then counted, as before deduplication existed), and never raises. The marks are set
+    before the counts commit: should that transaction fail, a resend within the window
+    is not counted (an undercount by the failed request, never a double count).
+    """
+    if not message_ids or not _available():
+        return None
+    ttl = settings.ANONYMOUS_DEDUPE_SECONDS
+    keys = [_seen_key(neuron_id, message_id) for message_id in message_ids]
+    try:
+        if settings.REDIS_URL:
+            pipe = _redis().pipeline(transaction=False)
+            for key in keys:
+                pipe.set(key, b"1", nx=True, ex=ttl)
+            fresh = pipe.execute()
+        else:
+            fresh = [cache.add(key, 1, ttl) for key in keys]
+    except Exception as exc:
+        _mark_down(exc)
+        return None
+    return {message_id for message_id, new in zip(message_ids, fresh, strict=True) if new}
