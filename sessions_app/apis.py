@@ -11,11 +11,11 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from config.api.parsers import JSONParser, TextJSONParser
 from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
+from config.api.throttling import CountingRateThrottle
 from federation.authentication import SiteKeyAuthentication
 from federation.permissions import HasSiteKey
 from sessions_app.authentication import BeaconTokenAuthentication, SessionTokenAuthentication
@@ -148,7 +148,7 @@ def session_payload(session: UserSession, *, token: str | None = None) -> dict[s
 class SessionCreateApi(APIView):
     authentication_classes = [SiteKeyAuthentication]
     permission_classes = [HasSiteKey]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [CountingRateThrottle]
     throttle_scope = "session_create"
 
     class SessionCreateInput(StrictSerializer):

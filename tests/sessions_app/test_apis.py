@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from datetime import timedelta
 
@@ -462,3 +463,53 @@ def test_device_info_differs_for_desktop(site_client):
     body = site_client.post(CREATE, {}, format="json", HTTP_USER_AGENT=DESKTOP_UA).json()
     session = UserSession.objects.get(public_id=body["sessionId"])
     assert (session.device_type, session.browser, session.os) == ("desktop", "Chrome", "Windows")
+
+
+# --- rate limit counted in Redis --------------------------------------------
+
+
+@pytest.fixture
+def throttled(settings):
+    """Session creation limited to 3 per minute per address, counters fresh."""
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import ScopedRateThrottle
+
+    from config.api.throttling import throttle_reset
+
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"session_create": "3/min"}}
+    ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    throttle_reset()
+    yield
+    throttle_reset()
+    ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="counts in Redis (REDIS_URL); DRF's throttle otherwise")
+def test_refused_creations_do_not_count_and_the_limit_slides(site_client, throttled, monkeypatch):
+    """Hammering while refused does not extend the block; a full window later all is allowed again."""
+    from config.api.throttling import CountingRateThrottle
+
+    now = [1_000_040.0]  # 20 s into a one-minute window
+    monkeypatch.setattr(CountingRateThrottle, "timer", lambda self: now[0])
+    for _ in range(3):
+        assert site_client.post(CREATE, {}, format="json").status_code == 201
+    for _ in range(5):
+        response = site_client.post(CREATE, {}, format="json")
+        assert_problem(response, 429)
+    # The next window: the previous one (3, refused ones not counted) weighs (1 - elapsed).
+    now[0] += 60  # 20 s into the next window: 3 x 2/3 = 2, so one more fits
+    assert 0 < int(response["Retry-After"]) <= 60
+    assert site_client.post(CREATE, {}, format="json").status_code == 201
+    assert_problem(site_client.post(CREATE, {}, format="json"), 429)
+    now[0] += 120
+    assert site_client.post(CREATE, {}, format="json").status_code == 201
+
+
+def test_creation_is_not_refused_when_the_rate_limit_store_is_down(site_client, throttled, settings):
+    """Redis unreachable: the limit cannot be counted, so requests pass (and nothing fails)."""
+    from tests.sessions_app.test_live import dead_redis_url
+
+    settings.REDIS_URL = dead_redis_url()
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    for _ in range(5):
+        assert site_client.post(CREATE, {}, format="json").status_code == 201
