@@ -17,6 +17,7 @@ from __future__ import annotations
 from django.db import models
 
 from federation.models import Neuron
+from sessions_app.models import UserSession
 
 ALL = "*"
 
@@ -24,6 +25,8 @@ ALL = "*"
 class Granularity(models.TextChoices):
     HOUR = "hour", "Hour"
     DAY = "day", "Day"
+    # Session sequences (SessionSequence) of sessions that started before the watermark.
+    SESSION = "session", "Session sequences"
 
 
 class RollupBase(models.Model):
@@ -124,3 +127,83 @@ class RollupWatermark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.granularity} closed through {self.closed_through:%Y-%m-%d %H:%M}"
+
+
+class Action(models.Model):
+    """A distinct (event type, event name, page path): the vocabulary of session sequences.
+
+    Sequences store an action's id per event instead of its strings, so a funnel
+    step or a journey's page is matched by looking ids up here once per request.
+    """
+
+    event_type = models.CharField(max_length=32)
+    event_name = models.CharField(max_length=200, blank=True, default="")
+    page_path = models.CharField(max_length=1024, blank=True, default="")
+    # SHA-256 of the three strings: unique, and short enough for a B-tree whatever the path.
+    digest = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        db_table = "analytics_actions"
+
+    def __str__(self) -> str:
+        return f"{self.event_type}:{self.event_name or self.page_path}"
+
+
+class Visitor(models.Model):
+    """A visitor of one site (neuron, anonymous id) under a compact integer id.
+
+    Sequences carry this id, so funnels group events by visitor with integers
+    rather than strings. Created by the rollup jobs; `last_seen_at` is the start of
+    the visitor's latest session with a sequence (what retention measures from).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="+")
+    anonymous_id = models.CharField(max_length=128)
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "analytics_visitors"
+        constraints = [
+            models.UniqueConstraint(fields=["neuron", "anonymous_id"], name="uniq_analytics_visitor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Visitor {self.pk}"
+
+
+class SessionSequence(models.Model):
+    """One session's events in order, packed: what funnels and journeys read instead of events.
+
+    Built by the rollup jobs for sessions that started in closed hours (nothing in
+    them can change any more), rebuilt when the reconcile job finds their hours
+    changed. `events` holds, per event in (timestamp, id) order, the timestamp in
+    microseconds since the epoch, the event id and the Action id, little-endian
+    (analytics.sequences.EVENT_DTYPE). The visitor is (neuron, anonymous id), as in
+    the events table, as a Visitor id; filters are copied from the session so reads
+    need no join.
+    """
+
+    session = models.OneToOneField(UserSession, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="+")
+    anonymous_id = models.CharField(max_length=128, blank=True, default="")
+    # The visitor, or none when the session has no anonymous id (it is then its own visitor).
+    visitor = models.ForeignKey(Visitor, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    started_at = models.DateTimeField()
+    device_type = models.CharField(max_length=16)
+    country = models.CharField(max_length=2, blank=True, default="")
+    utm_source = models.CharField(max_length=200, blank=True, default="")
+    first_event_at = models.DateTimeField()
+    last_event_at = models.DateTimeField()
+    event_count = models.PositiveIntegerField()
+    events = models.BinaryField()
+
+    class Meta:
+        db_table = "analytics_session_sequences"
+        indexes = [
+            models.Index(fields=["neuron", "last_event_at"], name="sequence_neuron_last_idx"),
+            models.Index(fields=["started_at"], name="sequence_started_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Sequence of session {self.session_id} ({self.event_count} events)"

@@ -11,6 +11,7 @@ events tables directly.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -18,8 +19,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db import connection
+from django.db.models import BigIntegerField, Count, Exists, Func, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
@@ -39,8 +42,26 @@ from analytics.aggregation import (
     session_aggregate,
     session_queryset,
 )
-from analytics.algorithms import funnel_match, funnel_summarise, journey_graph, retention_matrix
-from analytics.models import ALL, DailyRollup, Granularity, HourlyRollup, RollupWatermark
+from analytics.algorithms import retention_matrix
+from analytics.models import (
+    ALL,
+    Action,
+    DailyRollup,
+    Granularity,
+    HourlyRollup,
+    RollupWatermark,
+    SessionSequence,
+    Visitor,
+)
+from analytics.sequences import (
+    Stream,
+    epoch_us,
+    funnel_counts,
+    funnel_reach,
+    journey_graph_from_trails,
+    journey_trails,
+    unpack,
+)
 from config.api.errors import ValidationFailed
 from federation.models import Neuron
 from personalization.selectors import rule_segments_summary
@@ -51,7 +72,7 @@ from sessions_app.engagement import (
     WEIGHTS,
 )
 from sessions_app.event_input import PAGE_VIEW_TYPES
-from sessions_app.models import AnonymousTrafficCount
+from sessions_app.models import AnonymousTrafficCount, BehaviorEvent, UserSession
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -719,71 +740,269 @@ class FunnelStep:
         return event_type == self.event_type and (not self.event_name or event_name == self.event_name)
 
 
+def _sequence_watermark() -> datetime | None:
+    marks = RollupWatermark.objects.filter(granularity=Granularity.SESSION)
+    return marks.values_list("closed_through", flat=True).first()
+
+
+@dataclass
+class _Closed:
+    """Sequences of closed sessions: per session its id and visitor key, then all their events."""
+
+    sessions: np.ndarray
+    visitors: np.ndarray
+    counts: np.ndarray
+    events: np.ndarray
+
+
+def _closed_sequences(scope: Scope, closed_through: datetime | None) -> _Closed:
+    """Packed sequences of the sessions that started before `closed_through` with an event in the range.
+
+    On PostgreSQL the database concatenates them (one row of four byte strings);
+    elsewhere they are fetched per session. A session without an anonymous id is
+    its own visitor (key: minus its id)."""
+    empty = np.zeros(0, dtype=np.int64)
+    if closed_through is None:
+        return _Closed(empty, empty, empty, unpack(b""))
+    qs = SessionSequence.objects.filter(
+        scope.filters.session_q(),
+        first_event_at__lt=scope.end,
+        last_event_at__gte=scope.start,
+        started_at__lt=closed_through,
+    )
+    if scope.neuron_ids is not None:
+        qs = qs.filter(neuron_id__in=scope.neuron_ids)
+    qs = qs.values("session_id", "visitor_id", "event_count", "events").order_by()
+    if connection.vendor == "postgresql":
+        sql, params = qs.query.sql_with_params()
+        sessions, visitors, counts, events = (
+            bytes(b or b"")
+            for b in _fetch_binary_row(
+                "SELECT string_agg(int8send(q.session_id::int8), ''::bytea),"
+                " string_agg(int8send(coalesce(q.visitor_id, -q.session_id)::int8), ''::bytea),"
+                " string_agg(int4send(q.event_count::int4), ''::bytea), string_agg(q.events, ''::bytea)"
+                f" FROM ({sql}) q",
+                params,
+            )
+        )
+        return _Closed(
+            np.frombuffer(sessions, dtype=">i8").astype(np.int64),
+            np.frombuffer(visitors, dtype=">i8").astype(np.int64),
+            np.frombuffer(counts, dtype=">i4").astype(np.int64),
+            unpack(events),
+        )
+    rows = list(qs.values_list("session_id", "visitor_id", "event_count", "events"))
+    return _Closed(
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] if r[1] is not None else -r[0] for r in rows], dtype=np.int64),
+        np.array([r[2] for r in rows], dtype=np.int64),
+        unpack(b"".join(bytes(r[3]) for r in rows)),
+    )
+
+
+def _fetch_binary_row(sql: str, params: Sequence[Any]) -> tuple:
+    """One row from PostgreSQL in binary format: byte strings arrive as they are, not as hex text
+    (three times fewer bytes to send and decode). Logged like any other query."""
+    import psycopg  # PostgreSQL only
+
+    with connection.cursor() as wrapper:
+        cursor = psycopg.Cursor(connection.connection)
+        debug = getattr(wrapper, "debug_sql", None)
+        if debug is None:
+            cursor.execute(sql, params, binary=True)
+            return cursor.fetchone()
+        with debug(sql, params):
+            cursor.execute(sql, params, binary=True)
+            return cursor.fetchone()
+
+
+def _closed_stream(closed: _Closed, scope: Scope, *, by: str, codes: np.ndarray) -> Stream:
+    """The closed sessions' events in the range as a stream grouped by visitor or session.
+
+    `codes` maps the positions of `closed.events` to codes; 0 drops the event."""
+    group = np.repeat(closed.visitors if by == "visitor" else closed.sessions, closed.counts)
+    t = closed.events["t"].astype(np.int64)
+    keep = (t >= epoch_us(scope.start)) & (t < epoch_us(scope.end)) & (codes != 0)
+    return Stream(group[keep], t[keep], closed.events["id"].astype(np.int64)[keep], codes[keep])
+
+
+class _EpochMicroseconds(Func):
+    """A timestamp as whole microseconds since the epoch, computed by PostgreSQL (exact: numeric)."""
+
+    template = "(EXTRACT(EPOCH FROM %(expressions)s) * 1000000)::bigint"
+    output_field = BigIntegerField()
+
+
+def _open_rows(scope: Scope, closed_through: datetime | None, events: Q, *, by: str) -> list[tuple]:
+    """Raw events in the range of the sessions without a sequence (started at or after the
+    watermark) that match `events`: (group key, time in microseconds, event id, type, name, path).
+
+    The group is the session, or the visitor: its Visitor id when it has one (so it meets its
+    closed sessions), a key of its own otherwise, minus the session id without an anonymous id."""
+    qs = event_queryset(start=scope.start, end=scope.end, neuron_ids=scope.neuron_ids, filters=scope.filters)
+    qs = qs.filter(events)
+    sessions: dict[int, tuple[int, str, int | None]] = {}
+    if closed_through is not None:
+        # The open sessions first (the (neuron, started_at) index), then their events (the session
+        # index): joined in one statement, PostgreSQL walked every session instead.
+        open_sessions = UserSession.objects.filter(scope.filters.session_q(), started_at__gte=closed_through)
+        if scope.neuron_ids is not None:
+            open_sessions = open_sessions.filter(neuron_id__in=scope.neuron_ids)
+        if by == "visitor":
+            open_sessions = open_sessions.annotate(
+                visitor_key=Subquery(
+                    Visitor.objects.filter(neuron_id=OuterRef("neuron_id"), anonymous_id=OuterRef("anonymous_id"))
+                    .order_by()
+                    .values("pk")[:1]
+                )
+            )
+            sessions = {
+                pk: (neuron_id, anonymous_id, key)
+                for pk, neuron_id, anonymous_id, key in open_sessions.values_list(
+                    "pk", "neuron_id", "anonymous_id", "visitor_key"
+                )
+            }
+        else:
+            sessions = dict.fromkeys(open_sessions.values_list("pk", flat=True), (0, "", None))
+        qs = qs.filter(session_id__in=list(sessions))
+    postgres = connection.vendor == "postgresql"
+    names = ["session_id", "t_us" if postgres else "timestamp", "pk", "event_type", "event_name", "page_path"]
+    if by == "visitor" and closed_through is None:
+        names += ["session__neuron_id", "session__anonymous_id"]
+    if postgres:
+        qs = qs.annotate(t_us=_EpochMicroseconds("timestamp"))
+    fresh: dict[tuple[int, str], int] = {}
+    out = []
+    for row in qs.values_list(*names):
+        session_id = row[0]
+        t = row[1] if postgres else epoch_us(row[1])
+        key = session_id
+        if by == "visitor":
+            neuron_id, anonymous_id, known = sessions[session_id] if closed_through is not None else (*row[6:8], None)
+            if not anonymous_id:
+                key = -session_id  # no anonymous id: the session is its own visitor
+            elif known is not None:
+                key = known
+            else:
+                key = fresh.setdefault((neuron_id, anonymous_id), -(1 << 40) - len(fresh))
+        out.append((key, t, *row[2:6]))
+    return out
+
+
 def funnel_report(*, scope: Scope, steps: Sequence[FunnelStep], window: timedelta) -> dict[str, Any]:
-    """Visitors through ordered steps within `window` of their first step (events in range)."""
+    """Visitors through ordered steps within `window` of their first step (events in range).
+
+    Closed sessions are read from their packed sequences, the others from raw events;
+    analytics.sequences.funnel_reach matches every visitor at once."""
     any_step = Q(pk__in=[])
     for step in steps:
         any_step |= step.q()
-    rows = (
-        event_queryset(start=scope.start, end=scope.end, neuron_ids=scope.neuron_ids, filters=scope.filters)
-        .filter(any_step)
-        .order_by("neuron_id", "anonymous_id", "timestamp", "pk")
-        .values_list("neuron_id", "anonymous_id", "session_id", "timestamp", "event_type", "event_name", "page_path")
-    )
-    reached: list[list[float]] = []
-    current: Any = None
-    stream: list[tuple[float, frozenset[int]]] = []
+
+    @functools.cache
+    def mask(event_type: str, event_name: str, path: str) -> int:
+        return sum(1 << i for i, s in enumerate(steps) if s.matches(event_type, event_name, path))
+
+    closed_through = _sequence_watermark()
+    streams = []
+    closed = _closed_sequences(scope, closed_through)
+    if len(closed.events):
+        masks = {
+            pk: mask(t, n, p)
+            for pk, t, n, p in Action.objects.filter(any_step).values_list(
+                "pk", "event_type", "event_name", "page_path"
+            )
+        }
+        ids = np.fromiter(masks, dtype=np.int64, count=len(masks))
+        values = np.fromiter(masks.values(), dtype=np.int64, count=len(masks))
+        codes = np.zeros(len(closed.events), dtype=np.int64)
+        if len(ids):
+            order = np.argsort(ids)
+            ids, values = ids[order], values[order]
+            action = closed.events["action"].astype(np.int64)
+            at = np.minimum(np.searchsorted(ids, action), len(ids) - 1)
+            codes = np.where(ids[at] == action, values[at], 0)
+        streams.append(_closed_stream(closed, scope, by="visitor", codes=codes))
+    rows = _open_rows(scope, closed_through, any_step, by="visitor")
+    if rows:
+        streams.append(
+            Stream(
+                np.array([r[0] for r in rows], dtype=np.int64),
+                np.array([r[1] for r in rows], dtype=np.int64),
+                np.array([r[2] for r in rows], dtype=np.int64),
+                np.array([mask(r[3], r[4], r[5]) for r in rows], dtype=np.int64),
+            )
+        )
+    stream = Stream.concat(streams).sorted()
     seconds = window.total_seconds()
-    origin = scope.start
-    for neuron_id, anonymous_id, session_id, ts, event_type, event_name, path in rows:
-        visitor = (neuron_id, anonymous_id or f"session:{session_id}")
-        if visitor != current:
-            if stream:
-                reached.append(funnel_match(stream, len(steps), seconds))
-            current, stream = visitor, []
-        matched = frozenset(i for i, s in enumerate(steps) if s.matches(event_type, event_name, path))
-        stream.append(((ts - origin).total_seconds(), matched))
-    if stream:
-        reached.append(funnel_match(stream, len(steps), seconds))
-    summary = funnel_summarise(reached, len(steps))
-    return {
-        "period": scope.describe(),
-        "windowSeconds": int(seconds),
-        "unit": "visitor",
-        "steps": [
+    counts = funnel_counts(funnel_reach(stream, len(steps), int(window / timedelta(microseconds=1))), len(steps))
+    out_steps = []
+    for i, (step, c) in enumerate(zip(steps, counts, strict=True)):
+        prev = counts[i - 1].entrants if i else c.entrants
+        first = counts[0].entrants
+        out_steps.append(
             {
                 "step": i + 1,
                 "label": step.label,
-                "entrants": r.entrants,
-                "dropOff": r.drop_off,
-                "conversionFromStart": round(r.conversion_from_start, 6),
-                "conversionFromPrevious": round(r.conversion_from_previous, 6),
-                "medianSecondsFromPrevious": r.median_seconds_from_previous,
+                "entrants": c.entrants,
+                "dropOff": (prev - c.entrants) if i else 0,
+                "conversionFromStart": round(c.entrants / first, 6) if first else 0.0,
+                "conversionFromPrevious": round(c.entrants / prev, 6) if prev else 0.0,
+                "medianSecondsFromPrevious": c.median_seconds_from_previous,
             }
-            for i, (step, r) in enumerate(zip(steps, summary, strict=True))
-        ],
-    }
+        )
+    return {"period": scope.describe(), "windowSeconds": int(seconds), "unit": "visitor", "steps": out_steps}
 
 
 def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top: int) -> dict[str, Any]:
-    """Page paths after (or before) a page, per session, from page views in the range."""
-    views = event_queryset(start=scope.start, end=scope.end, neuron_ids=scope.neuron_ids, filters=scope.filters).filter(
-        event_type__in=PAGE_VIEW_TYPES
-    )
-    with_page = views.filter(page_path=page).values("session_id")
-    rows = (
-        views.filter(session_id__in=with_page)
-        .order_by("session_id", "timestamp", "pk")
-        .values_list("session_id", "page_path")
-    )
-    sessions: list[list[str]] = []
-    current = None
-    for session_id, path in rows:
-        if session_id != current:
-            sessions.append([])
-            current = session_id
-        sessions[-1].append(path)
-    graph = journey_graph(sessions, page=page, direction=direction, depth=depth, top=top)
+    """Page paths after (or before) a page, per session, from page views in the range.
+
+    Closed sessions are read from their packed sequences, the others from raw events;
+    analytics.sequences builds every session's trail at once."""
+    closed_through = _sequence_watermark()
+    names: list[str] = []
+    index: dict[str, int] = {}
+
+    def path_index(path: str) -> int:
+        if path not in index:
+            index[path] = len(names)
+            names.append(path)
+        return index[path]
+
+    path_index(page)
+    streams = []
+    closed = _closed_sequences(scope, closed_through)
+    if len(closed.events):
+        pairs = list(Action.objects.filter(event_type__in=PAGE_VIEW_TYPES).values_list("pk", "page_path"))
+        codes = np.zeros(len(closed.events), dtype=np.int64)
+        if pairs:
+            ids = np.array([pk for pk, _ in pairs], dtype=np.int64)
+            values = np.array([path_index(p) + 1 for _, p in pairs], dtype=np.int64)  # 0 drops
+            order = np.argsort(ids)
+            ids, values = ids[order], values[order]
+            action = closed.events["action"].astype(np.int64)
+            at = np.minimum(np.searchsorted(ids, action), len(ids) - 1)
+            codes = np.where(ids[at] == action, values[at], 0)
+        stream = _closed_stream(closed, scope, by="session", codes=codes)
+        stream.code = stream.code - 1
+        streams.append(stream)
+    with_page = BehaviorEvent.objects.filter(
+        event_type__in=PAGE_VIEW_TYPES, page_path=page, timestamp__gte=scope.start, timestamp__lt=scope.end
+    ).values("session_id")
+    views = Q(event_type__in=PAGE_VIEW_TYPES, session_id__in=with_page)
+    rows = _open_rows(scope, closed_through, views, by="session")
+    if rows:
+        streams.append(
+            Stream(
+                np.array([r[0] for r in rows], dtype=np.int64),
+                np.array([r[1] for r in rows], dtype=np.int64),
+                np.array([r[2] for r in rows], dtype=np.int64),
+                np.array([path_index(r[5]) for r in rows], dtype=np.int64),
+            ).sorted()
+        )
+    # Each sequence is one session's views in order, and the open sessions are others: every
+    # session is contiguous and ordered, which is all journey_trails needs (no global sort).
+    trails = journey_trails(Stream.concat(streams), page=index[page], direction=direction, depth=depth)
+    graph = journey_graph_from_trails(trails, names, page=page, direction=direction, top=top)
     return {"period": scope.describe(), "page": page, "direction": direction, "depth": depth, **graph}
 
 

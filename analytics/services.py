@@ -11,14 +11,16 @@ and raw rows for the rest.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -37,8 +39,20 @@ from analytics.aggregation import (
     session_aggregate,
     session_queryset,
 )
-from analytics.models import ALL, DailyRollup, Granularity, HourlyRollup, RollupBase, RollupPeriod, RollupWatermark
-from sessions_app.models import BehaviorEvent
+from analytics.models import (
+    ALL,
+    Action,
+    DailyRollup,
+    Granularity,
+    HourlyRollup,
+    RollupBase,
+    RollupPeriod,
+    RollupWatermark,
+    SessionSequence,
+    Visitor,
+)
+from analytics.sequences import epoch_us, pack
+from sessions_app.models import BehaviorEvent, UserSession
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -224,6 +238,7 @@ def rollup_advance(*, now: datetime | None = None, chunk: timedelta = DAY) -> di
         cursor = step_end
     if daily is None or day_target > daily.closed_through:
         _set_watermark(Granularity.DAY, max(day_target, day_start))
+    sequences_advance(through=hourly_through, chunk=chunk)
     return {"hours": built_hours, "days": built_days}
 
 
@@ -275,6 +290,7 @@ def rollup_reconcile(*, now: datetime | None = None, days: int | None = None) ->
     )
     for hour in stale:
         rollup_build_hours(start=hour, end=hour + HOUR, now=now)
+    sequences_rebuild_hours(stale)
     stale_days = sorted({floor_day(h) for h in stale})
     daily = RollupWatermark.objects.filter(granularity=Granularity.DAY).first()
     rebuilt_days = 0
@@ -283,3 +299,159 @@ def rollup_reconcile(*, now: datetime | None = None, days: int | None = None) ->
             rollup_build_days(start=day, end=day + DAY, now=now)
             rebuilt_days += 1
     return {"hours": len(stale), "days": rebuilt_days}
+
+
+# ---------------------------------------------------------------------------
+# Session sequences: each closed session's events, packed, for funnels and journeys
+# ---------------------------------------------------------------------------
+
+
+def _digest(event_type: str, event_name: str, page_path: str) -> str:
+    return hashlib.sha256(f"{event_type}\0{event_name}\0{page_path}".encode()).hexdigest()
+
+
+def actions_ids(triples: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:
+    """The Action id of each (event type, event name, page path), creating the missing ones."""
+    wanted = {_digest(*t): t for t in set(triples)}
+    found: dict[str, int] = {}
+    keys = list(wanted)
+    for i in range(0, len(keys), 500):
+        found.update(Action.objects.filter(digest__in=keys[i : i + 500]).values_list("digest", "pk"))
+    missing = [d for d in wanted if d not in found]
+    if missing:
+        Action.objects.bulk_create(
+            [
+                Action(event_type=wanted[d][0], event_name=wanted[d][1], page_path=wanted[d][2], digest=d)
+                for d in missing
+            ],
+            ignore_conflicts=True,
+            batch_size=500,
+        )
+        for i in range(0, len(missing), 500):
+            found.update(Action.objects.filter(digest__in=missing[i : i + 500]).values_list("digest", "pk"))
+    return {t: found[d] for d, t in wanted.items()}
+
+
+def visitors_ids(last_seen: dict[tuple[int, str], datetime]) -> dict[tuple[int, str], int]:
+    """The Visitor id of each (neuron, anonymous id), creating the missing ones; moves last_seen_at forward."""
+    by_neuron: dict[int, list[str]] = defaultdict(list)
+    for neuron_id, anonymous_id in last_seen:
+        by_neuron[neuron_id].append(anonymous_id)
+
+    def existing() -> dict[tuple[int, str], Visitor]:
+        out = {}
+        for neuron_id, anonymous_ids in by_neuron.items():
+            for i in range(0, len(anonymous_ids), 500):
+                for v in Visitor.objects.filter(neuron_id=neuron_id, anonymous_id__in=anonymous_ids[i : i + 500]):
+                    out[(v.neuron_id, v.anonymous_id)] = v
+        return out
+
+    found = existing()
+    missing = [k for k in last_seen if k not in found]
+    if missing:
+        Visitor.objects.bulk_create(
+            [Visitor(neuron_id=n, anonymous_id=a, last_seen_at=last_seen[(n, a)]) for n, a in missing],
+            ignore_conflicts=True,
+            batch_size=1000,
+        )
+        found = existing()
+    later = [v for k, v in found.items() if v.last_seen_at < last_seen[k]]
+    for v in later:
+        v.last_seen_at = last_seen[(v.neuron_id, v.anonymous_id)]
+    Visitor.objects.bulk_update(later, ["last_seen_at"], batch_size=1000)
+    return {k: v.pk for k, v in found.items()}
+
+
+def _sequences_write(sessions_q: Q) -> int:
+    """(Re)write the sequences of the sessions matching `sessions_q`: delete, then insert those with events."""
+    sessions = {
+        row["id"]: row
+        for row in UserSession.objects.filter(sessions_q).values(
+            "id", "neuron_id", "anonymous_id", "started_at", "device_type", "country", "utm_source"
+        )
+    }
+    SessionSequence.objects.filter(session__in=UserSession.objects.filter(sessions_q).values("pk")).delete()
+    events = (
+        BehaviorEvent.objects.filter(session__in=UserSession.objects.filter(sessions_q).values("pk"))
+        .order_by("session_id", "timestamp", "pk")
+        .values_list("session_id", "timestamp", "pk", "event_type", "event_name", "page_path")
+    )
+    per_session: dict[int, list[tuple]] = defaultdict(list)
+    for session_id, ts, pk, event_type, event_name, page_path in events:
+        per_session[session_id].append((ts, pk, (event_type, event_name, page_path)))
+    if not per_session:
+        return 0
+    actions = actions_ids(e[2] for evs in per_session.values() for e in evs)
+    last_seen: dict[tuple[int, str], datetime] = {}
+    for session_id in per_session:
+        s = sessions[session_id]
+        if s["anonymous_id"]:
+            key = (s["neuron_id"], s["anonymous_id"])
+            last_seen[key] = max(last_seen.get(key, s["started_at"]), s["started_at"])
+    visitors = visitors_ids(last_seen)
+    rows = []
+    for session_id, evs in per_session.items():
+        s = sessions[session_id]
+        rows.append(
+            SessionSequence(
+                session_id=session_id,
+                neuron_id=s["neuron_id"],
+                anonymous_id=s["anonymous_id"],
+                visitor_id=visitors.get((s["neuron_id"], s["anonymous_id"])) if s["anonymous_id"] else None,
+                started_at=s["started_at"],
+                device_type=s["device_type"],
+                country=s["country"],
+                utm_source=s["utm_source"],
+                first_event_at=evs[0][0],
+                last_event_at=evs[-1][0],
+                event_count=len(evs),
+                events=pack([(epoch_us(ts), pk, actions[triple]) for ts, pk, triple in evs]),
+            )
+        )
+    SessionSequence.objects.bulk_create(rows, batch_size=1000)
+    return len(rows)
+
+
+@transaction.atomic
+def sequences_build(*, start: datetime, end: datetime) -> int:
+    """(Re)build the sequences of the sessions that started in [start, end). Returns the sequences written."""
+    return _sequences_write(Q(started_at__gte=start, started_at__lt=end))
+
+
+@transaction.atomic
+def sequences_advance(*, through: datetime, chunk: timedelta = DAY) -> int:
+    """Build the sequences of sessions that started before `through` and have none yet; move the watermark."""
+    mark = _watermark(Granularity.SESSION)
+    if mark is not None:
+        start = mark.closed_through
+    else:
+        first = UserSession.objects.filter(started_at__lt=through).aggregate(m=Min("started_at"))["m"]
+        start = floor_hour(first) if first is not None else through
+    written = 0
+    cursor = start
+    while cursor < through:
+        step_end = min(cursor + chunk, through)
+        written += sequences_build(start=cursor, end=step_end)
+        cursor = step_end
+    if mark is None or through > mark.closed_through:
+        _set_watermark(Granularity.SESSION, max(through, start))
+    return written
+
+
+@transaction.atomic
+def sequences_rebuild_hours(hours: Iterable[datetime]) -> int:
+    """Rebuild the sequences touched by these closed hours: sessions that started in them,
+    sessions with an event in them, and sequences that said they had one (since erased)."""
+    hours = list(hours)
+    mark = RollupWatermark.objects.filter(granularity=Granularity.SESSION).first()
+    if not hours or mark is None:
+        return 0
+    q = Q(pk__in=[])
+    for hour in hours:
+        end = hour + HOUR
+        q |= Q(started_at__gte=hour, started_at__lt=end)
+        q |= Q(pk__in=BehaviorEvent.objects.filter(timestamp__gte=hour, timestamp__lt=end).values("session_id"))
+        q |= Q(
+            pk__in=SessionSequence.objects.filter(first_event_at__lt=end, last_event_at__gte=hour).values("session_id")
+        )
+    return _sequences_write(q & Q(started_at__lt=mark.closed_through))

@@ -44,7 +44,13 @@ from django.db import connection  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from analytics import services  # noqa: E402
-from analytics.models import DailyRollup, HourlyRollup, RollupPeriod, RollupWatermark  # noqa: E402
+from analytics.models import (  # noqa: E402
+    DailyRollup,
+    HourlyRollup,
+    RollupPeriod,
+    RollupWatermark,
+    SessionSequence,
+)
 from federation.models import Neuron  # noqa: E402
 from sessions_app.engagement import engagement_score  # noqa: E402
 from sessions_app.models import BehaviorEvent, UserSession  # noqa: E402
@@ -87,7 +93,8 @@ def generate(*, n_events: int, n_sessions: int, now: datetime, seed: int = 1) ->
     with connection.cursor() as cur:
         cur.execute(
             "TRUNCATE behavior_events, user_sessions, analytics_rollup_hourly, analytics_rollup_daily, "
-            "analytics_rollup_periods, analytics_rollup_watermarks RESTART IDENTITY CASCADE"
+            "analytics_rollup_periods, analytics_rollup_watermarks, analytics_session_sequences, analytics_visitors, "
+            "analytics_actions RESTART IDENTITY CASCADE"
         )
     neuron, _ = Neuron.objects.get_or_create(
         slug="bench", defaults={"name": "Bench", "publishable_key": "pk_bench", "secret_key_hash": "x" * 64}
@@ -391,12 +398,14 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--skip-load", action="store_true", help="reuse the rows already loaded")
+    parser.add_argument("--only", default="", help="comma-separated endpoint labels (prefixes) to time")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("set DATABASE_URL to a scratch PostgreSQL database")
     call_command("migrate", verbosity=0)
     now = datetime.now(UTC).replace(microsecond=0)
     print(f"analytics benchmark on {connection.settings_dict['NAME']} (shared 2-core machine; figures vary by run)")
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     if not args.skip_load:
         generate(n_events=args.events, n_sessions=args.sessions, now=now)
         for model in (HourlyRollup, DailyRollup, RollupPeriod, RollupWatermark):
@@ -413,7 +422,8 @@ def main() -> None:
     reconcile = time.perf_counter() - t0
     print(
         f"rollups: first run {first_run:.1f} s ({built['hours']} hours, {built['days']} days; "
-        f"{HourlyRollup.objects.count():,} hourly + {DailyRollup.objects.count():,} daily rows); "
+        f"{HourlyRollup.objects.count():,} hourly + {DailyRollup.objects.count():,} daily rows, "
+        f"{SessionSequence.objects.count():,} session sequences); "
         f"next hour {incremental * 1000:.0f} ms ({again['hours']} hour); reconcile of 7 days {reconcile * 1000:.0f} ms"
     )
     print(f"settle window (raw rows at query time): {settings.ANALYTICS_ROLLUP_SETTLE}")
@@ -431,7 +441,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         duck = duckdb_load(Path(tmp))
         print(f"\n{'endpoint (30 days)':<50} {'p50 ms':>8} {'p95 ms':>8} {'duckdb p50':>11} {'ours/duck':>10}")
+        only = [o.strip() for o in args.only.split(",") if o.strip()]
         for label, (url, params) in endpoints(today.isoformat(), first.isoformat()).items():
+            if only and not any(label.startswith(o) for o in only):
+                continue
 
             def call(url=url, params=params):
                 response = client.get(url, params)
@@ -448,6 +461,9 @@ def main() -> None:
             d50s = f"{d50:>11.1f}" if d50 else f"{'-':>11}"
             print(f"{label:<50} {statistics.median(ours):>8.1f} {pct(ours, 0.95):>8.1f} {d50s} {ratio}")
 
+        print("load average after the endpoints: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        if only:
+            return
         print("\nbaselines on the same rows (raw scans, no rollups):")
         print(f"{'query':<32} {'PostgreSQL p50 ms':>18} {'DuckDB p50 ms':>14}")
         duck_equivalent = {

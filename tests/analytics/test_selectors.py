@@ -221,9 +221,11 @@ def test_segments_match_brute_force(population):
 
 
 @pytest.mark.parametrize("window", [60, 1800, 86400])
-@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata"])
-def test_funnel_matches_exhaustive_search(population, window, tz):
-    """Entrants per step equal an exhaustive search over ordered event choices within the window."""
+@pytest.mark.parametrize("tz,split", [("UTC", "raw"), ("Asia/Kolkata", "split"), ("UTC", "closed")])
+def test_funnel_matches_exhaustive_search(population, window, tz, split):
+    """Entrants per step equal an exhaustive search over ordered event choices within the window,
+    whether read from raw events, from session sequences, or from both."""
+    _roll(split)
     scope, rc = _scope_and_recount(population, tz)
     raw = ["page:/", "event:click", "page:/checkout", "event:conversion:purchase"]
     steps = selectors.funnel_steps_from_strings(raw)
@@ -256,8 +258,11 @@ def test_retention_matches_brute_force(population, period, periods, tz):
     assert got
 
 
-def test_journeys_match_brute_force(population):
-    """Journey nodes and links after a page add up to recounted trails, top pages named, the rest grouped."""
+@pytest.mark.parametrize("split", list(SPLITS))
+def test_journeys_match_brute_force(population, split):
+    """Journey nodes and links after a page add up to recounted trails, top pages named, the rest grouped,
+    whether read from raw events, from session sequences, or from both."""
+    _roll(split)
     scope, rc = _scope_and_recount(population, "UTC")
     body = selectors.journeys_report(scope=scope, page="/pricing", direction="next", depth=2, top=100)
     trails = rc.journeys_next("/pricing", 2)

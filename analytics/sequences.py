@@ -1,0 +1,246 @@
+"""Funnels and journeys over event streams held in arrays (numpy), and the packed format of sequences.
+
+The same definitions as analytics.algorithms (funnel_match, journey_graph), computed
+for every visitor or session at once instead of one Python loop iteration per event;
+property tests check that both give the same answers.
+
+A stream is a set of parallel arrays sorted by (group, time, event id): `group` is a
+visitor (funnels) or a session (journeys), `t` the event time in microseconds since
+the epoch, `code` what the event is (a funnel step mask, or a page's index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from analytics.algorithms import ENTRANCE, EXIT, OTHER
+
+# One event of a packed sequence: time (microseconds since the epoch), event id, Action id.
+EVENT_DTYPE = np.dtype([("t", "<i8"), ("id", "<i8"), ("action", "<i4")])
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Journey trail cells that are not pages.
+END = -1  # (exit) after the last page, or (entrance) before the first
+NONE = -2  # the trail ended at an earlier level
+LABEL_OTHER = -3  # a page outside the level's top pages
+
+
+def epoch_us(moment: datetime) -> int:
+    delta = moment - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def pack(events: Sequence[tuple[int, int, int]]) -> bytes:
+    """(time in microseconds, event id, action id) triples, in order -> the packed bytes."""
+    return np.array(list(events), dtype=EVENT_DTYPE).tobytes()
+
+
+def unpack(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=EVENT_DTYPE)
+
+
+@dataclass
+class Stream:
+    group: np.ndarray  # int64
+    t: np.ndarray  # int64, microseconds since the epoch
+    event_id: np.ndarray  # int64
+    code: np.ndarray  # int64
+
+    @classmethod
+    def empty(cls) -> Stream:
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z, z, z)
+
+    @classmethod
+    def concat(cls, streams: Sequence[Stream]) -> Stream:
+        if not streams:
+            return cls.empty()
+        return cls(
+            *(np.concatenate([getattr(s, name) for s in streams]) for name in ("group", "t", "event_id", "code"))
+        )
+
+    def select(self, keep: np.ndarray) -> Stream:
+        return Stream(self.group[keep], self.t[keep], self.event_id[keep], self.code[keep])
+
+    def sorted(self) -> Stream:
+        """Sorted by (group, time, event id).
+
+        One stable sort by group keeps each group's events in their incoming order,
+        which is already (time, id) order unless the group's sessions overlap in time;
+        only the groups where the order breaks are sorted again on all three keys."""
+        order = np.argsort(self.group, kind="stable")
+        g, t, i = self.group[order], self.t[order], self.event_id[order]
+        same = g[1:] == g[:-1]
+        broken = same & ((t[1:] < t[:-1]) | ((t[1:] == t[:-1]) & (i[1:] < i[:-1])))
+        if broken.any():
+            at = np.flatnonzero(np.isin(g, np.unique(g[1:][broken])))
+            order[at] = order[at][np.lexsort((i[at], t[at], g[at]))]
+        return self.select(order)
+
+    def __len__(self) -> int:
+        return len(self.group)
+
+
+# ---------------------------------------------------------------------------
+# Funnels
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class FunnelReach:
+    depth: np.ndarray  # per visitor who reached step 1: how many steps
+    times: np.ndarray  # (visitors, steps) microseconds of each reached step; -1 where not reached
+
+
+def funnel_reach(stream: Stream, n_steps: int, window_us: int) -> FunnelReach:
+    """Per visitor, the steps reached, as analytics.algorithms.funnel_match defines them.
+
+    `stream.code` is a bit mask: bit k set when the event matches step k. Every
+    occurrence of step 0 is a start; from a start the earliest later event matching
+    the next step is taken while it lies within the window of the start. Chains of
+    all starts advance together, one step at a time, by binary search among the
+    positions of the events matching that step. Per visitor the earliest start of
+    those reaching the deepest step wins.
+    """
+    group, t, mask = stream.group, stream.t, stream.code
+    starts = np.flatnonzero(mask & 1)
+    if not len(starts):
+        return FunnelReach(np.zeros(0, dtype=np.int64), np.zeros((0, n_steps), dtype=np.int64))
+    owner, t0 = group[starts], t[starts]
+    position = starts.copy()
+    times = np.full((len(starts), n_steps), -1, dtype=np.int64)
+    times[:, 0] = t0
+    depth = np.ones(len(starts), dtype=np.int64)
+    alive = np.ones(len(starts), dtype=bool)
+    for k in range(1, n_steps):
+        matching = np.flatnonzero(mask & (1 << k))
+        if not len(matching):
+            break
+        j = np.searchsorted(matching, position, side="right")
+        candidate = matching[np.minimum(j, len(matching) - 1)]
+        ok = alive & (j < len(matching)) & (group[candidate] == owner) & (t[candidate] - t0 <= window_us)
+        position = np.where(ok, candidate, position)
+        times[ok, k] = t[candidate[ok]]
+        depth += ok
+        alive = ok
+        if not ok.any():
+            break
+    order = np.lexsort((starts, -depth, owner))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = owner[order][1:] != owner[order][:-1]
+    chosen = order[first]
+    return FunnelReach(depth[chosen], times[chosen])
+
+
+@dataclass(frozen=True)
+class FunnelStepCounts:
+    entrants: int
+    median_seconds_from_previous: float | None
+
+
+def funnel_counts(reach: FunnelReach, n_steps: int) -> list[FunnelStepCounts]:
+    out = []
+    for k in range(n_steps):
+        reached = reach.depth > k
+        median = None
+        if k and reached.any():
+            gaps = (reach.times[reached, k] - reach.times[reached, k - 1]) / 1_000_000
+            median = float(np.median(gaps))
+        out.append(FunnelStepCounts(entrants=int(reached.sum()), median_seconds_from_previous=median))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Journeys
+# ---------------------------------------------------------------------------
+
+
+def journey_trails(stream: Stream, *, page: int, direction: str, depth: int) -> np.ndarray:
+    """Trails of (trails, depth + 1) page indexes from the first view of `page` in each session.
+
+    `stream` holds page views, `code` a page's index; each session's views must be
+    contiguous and in (time, id) order, sessions in any order. Consecutive views of one page
+    count once (reloads). Column 0 is the page; column k the k-th page after (or
+    before) it, END where the session stops, NONE beyond. Rows follow session order.
+    """
+    session, path = stream.group, stream.code
+    n = len(session)
+    if n:
+        keep = np.ones(n, dtype=bool)
+        keep[1:] = (session[1:] != session[:-1]) | (path[1:] != path[:-1])
+        session, path = session[keep], path[keep]
+        n = len(session)
+    hits = np.flatnonzero(path == page)
+    if not len(hits):
+        return np.zeros((0, depth + 1), dtype=np.int64)
+    _, first = np.unique(session[hits], return_index=True)
+    at = hits[first]
+    trails = np.full((len(at), depth + 1), NONE, dtype=np.int64)
+    trails[:, 0] = page
+    alive = np.ones(len(at), dtype=bool)
+    step = 1 if direction == "next" else -1
+    for level in range(1, depth + 1):
+        q = at + step * level
+        inside = (q >= 0) & (q < n)
+        qc = np.clip(q, 0, max(n - 1, 0))
+        ok = alive & inside & (session[qc] == session[at])
+        trails[ok, level] = path[qc[ok]]
+        trails[alive & ~ok, level] = END
+        alive = ok
+    return trails
+
+
+def journey_graph_from_trails(
+    trails: np.ndarray, names: Sequence[str], *, page: str, direction: str, top: int
+) -> dict[str, list[dict]]:
+    """Sankey nodes and links of trails, exactly as analytics.algorithms.journey_graph builds them.
+
+    At each level the `top` most common pages keep their name (ties: the page seen
+    first, in session order, as Counter.most_common keeps them), the others are
+    "(other)"; END is "(exit)" or "(entrance)".
+    """
+    end_marker = EXIT if direction == "next" else ENTRANCE
+    depth = trails.shape[1] - 1
+    labels = trails.copy()
+    for level in range(1, depth + 1):
+        column = trails[:, level]
+        real = column[column >= 0]
+        codes, first, counts = np.unique(real, return_index=True, return_counts=True)
+        kept = codes[np.lexsort((first, -counts))[:top]]
+        relabel = (column >= 0) & ~np.isin(column, kept)
+        labels[relabel, level] = LABEL_OTHER
+
+    def name(code: int) -> str:
+        if code == END:
+            return end_marker
+        if code == LABEL_OTHER:
+            return OTHER
+        return names[code]
+
+    nodes: list[tuple[int, str, int]] = []
+    links: list[tuple[int, str, str, int]] = []
+    for level in range(depth + 1):
+        column = labels[:, level]
+        values, counts = np.unique(column[column != NONE], return_counts=True)
+        nodes.extend((level, name(int(v)), int(c)) for v, c in zip(values, counts, strict=True))
+        if level:
+            before = labels[:, level - 1]
+            present = (column != NONE) & (before != END) & (before != NONE)
+            # One integer per (before, after) pair: labels are >= LABEL_OTHER.
+            width = int(labels.max(initial=0)) - LABEL_OTHER + 1
+            pairs = (before[present] - LABEL_OTHER) * width + (column[present] - LABEL_OTHER)
+            uniq, counts = np.unique(pairs, return_counts=True)
+            links.extend(
+                (level - 1, name(int(p // width) + LABEL_OTHER), name(int(p % width) + LABEL_OTHER), int(c))
+                for p, c in zip(uniq, counts, strict=True)
+            )
+    nodes.sort(key=lambda n: (n[0], -n[2], n[1]))
+    links.sort(key=lambda x: (x[0], -x[3], x[1], x[2]))
+    return {
+        "nodes": [{"id": f"{level}:{p}", "level": level, "page": p, "sessions": n} for level, p, n in nodes],
+        "links": [{"source": f"{level}:{a}", "target": f"{level + 1}:{b}", "sessions": n} for level, a, b, n in links],
+    }
