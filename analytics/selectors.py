@@ -23,7 +23,7 @@ import numpy as np
 from django.conf import settings
 from django.db import connection
 from django.db.models import BigIntegerField, Count, Exists, Func, OuterRef, Q, Subquery, Sum
-from django.db.models.functions import TruncDay, TruncHour
+from django.db.models.functions import TruncDate, TruncDay, TruncHour, TruncWeek
 from django.utils import timezone
 
 from analytics.aggregation import (
@@ -39,10 +39,9 @@ from analytics.aggregation import (
     event_queryset,
     is_session_dimension,
     metrics_of,
-    session_aggregate,
+    session_aggregate_many,
     session_queryset,
 )
-from analytics.algorithms import retention_matrix
 from analytics.models import (
     ALL,
     Action,
@@ -318,19 +317,26 @@ def read_counts(
                 add(row["dimension"], bucket_of(row["period_start"]) if n_buckets > 1 else 0, row["value"], row)
         hour_tz = scope.tz if n_buckets > 1 else None
         for start, end in plan.raw:
-            for dimension in dims:
-                if is_session_dimension(dimension):
+            raw_rows: dict[str, list[dict[str, Any]]] = {}
+            # Session dimensions over the same sessions (consented, or all) share one query.
+            for consented_only in (True, False):
+                session_dims = [
+                    d for d in dims if is_session_dimension(d) and (d not in ALL_SESSIONS_DIMENSIONS) == consented_only
+                ]
+                if session_dims:
                     sq = session_queryset(
                         start=start,
                         end=end,
                         neuron_ids=scope.neuron_ids,
                         filters=f,
-                        consented_only=dimension not in ALL_SESSIONS_DIMENSIONS,
+                        consented_only=consented_only,
                     )
-                    rows = session_aggregate(queryset=sq, dimension=dimension, hour_tz=hour_tz)
-                else:
+                    raw_rows.update(session_aggregate_many(queryset=sq, dimensions=session_dims, hour_tz=hour_tz))
+            for dimension in dims:
+                if not is_session_dimension(dimension):
                     eq = event_queryset(start=start, end=end, neuron_ids=scope.neuron_ids, filters=f)
-                    rows = event_aggregate(queryset=eq, dimension=dimension, hour_tz=hour_tz)
+                    raw_rows[dimension] = event_aggregate(queryset=eq, dimension=dimension, hour_tz=hour_tz)
+            for dimension, rows in raw_rows.items():
                 for row in rows:
                     add(dimension, bucket_of(row["hour"]) if hour_tz else 0, row["value"], row)
     return out
@@ -1035,13 +1041,34 @@ def retention_report(*, scope: Scope, period: str, periods: int, now: datetime |
     qs = session_queryset(start=scope.start, end=horizon, neuron_ids=scope.neuron_ids, filters=f).filter(
         ~Exists(earlier)
     )
-    # A plain fetch, not .iterator(): PostgreSQL plans a server-side cursor for its first
-    # rows, which turned this anti-join from 1 s into 12 s at 100k sessions.
-    visits = (
-        ((neuron_id, anon), _period_index(started, origin, period, scope.tz))
-        for neuron_id, anon, started in qs.values_list("neuron_id", "anonymous_id", "started_at")
-    )
-    table = retention_matrix(visits, n_cohorts, periods + 1)
+    # The database reduces the visits to (first period, period, visitors) counts: per visitor the
+    # distinct local days (or weeks) seen, the first of them by a window over the visitor; a few
+    # hundred rows come back instead of one per session.
+    trunc = TruncDate("started_at", tzinfo=scope.tz) if period == "day" else TruncWeek("started_at", tzinfo=scope.tz)
+    visits_sql, params = (
+        qs.annotate(visit_period=trunc).values("neuron_id", "anonymous_id", "visit_period").distinct().query
+    ).sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT w.first_period, w.visit_period, COUNT(*) FROM (SELECT v.visit_period,"
+            " MIN(v.visit_period) OVER (PARTITION BY v.neuron_id, v.anonymous_id) AS first_period"
+            f" FROM ({visits_sql}) v) w GROUP BY w.first_period, w.visit_period",
+            params,
+        )
+        counted = cursor.fetchall()
+
+    def index(value: Any) -> int:
+        day = value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+        if isinstance(day, datetime):
+            day = day.date()
+        return (day - origin).days // (1 if period == "day" else 7)
+
+    table = [[0] * (periods + 1) for _ in range(n_cohorts)]
+    for first, seen, n in counted:
+        c = index(first)
+        k = index(seen) - c
+        if 0 <= c < n_cohorts and 0 <= k <= periods:
+            table[c][k] += n
     cohorts = []
     for c, row in enumerate(table):
         start_day = origin + (timedelta(days=c) if period == "day" else timedelta(weeks=c))

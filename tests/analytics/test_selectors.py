@@ -244,10 +244,10 @@ def test_funnel_matches_exhaustive_search(population, window, tz, split):
 
 
 @pytest.mark.parametrize("period,periods", [("day", 3), ("week", 2)])
-@pytest.mark.parametrize("tz", ["UTC", "America/New_York"])
-def test_retention_matches_brute_force(population, period, periods, tz):
+@pytest.mark.parametrize("tz,filter_name", [("UTC", "all"), ("America/New_York", "all"), ("Asia/Kolkata", "mobile")])
+def test_retention_matches_brute_force(population, period, periods, tz, filter_name):
     """Cohort sizes and returning counts per later period equal a recount from all sessions."""
-    scope, rc = _scope_and_recount(population, tz)
+    scope, rc = _scope_and_recount(population, tz, **FILTERS[filter_name])
     body = selectors.retention_report(scope=scope, period=period, periods=periods)
     got = [
         (date.fromisoformat(c["cohort"]), c["visitors"], [r["visitors"] for r in c["returning"]])
