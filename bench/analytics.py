@@ -9,7 +9,9 @@
    client (full view, selector and rendering path; no network): p50/p95 over
    repeated calls.
 4. Loads the same rows into DuckDB (in memory) and times equivalent raw-scan
-   queries; prints our time as a ratio of DuckDB's. In the same run, times the
+   queries; prints our time as a ratio of DuckDB's, and the CPU time per call of
+   each side (ours: this process plus its PostgreSQL backend; DuckDB: this process,
+   all its threads), which depends far less on the machine's other load. In the same run, times the
    PostgreSQL raw-SQL baselines of DESIGN.md (distinct sessions per day, events
    by type, a 4-step funnel).
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -69,13 +72,28 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def timed(fn, repeat: int) -> list[float]:
+def cpu_seconds(backend_pid: int | None = None) -> float:
+    """CPU time of this process (every thread: DuckDB's too) plus, when given, of a PostgreSQL
+    backend (its scheduler statistics, nanoseconds). Unlike wall time, it barely depends on what
+    else runs on the machine. Parallel query workers are not counted."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    total = usage.ru_utime + usage.ru_stime
+    if backend_pid is not None:
+        with open(f"/proc/{backend_pid}/schedstat") as stat:
+            total += int(stat.read().split()[0]) / 1e9
+    return total
+
+
+def timed(fn, repeat: int, cpu: list[float] | None = None, backend_pid: int | None = None) -> list[float]:
     fn()  # warm caches and connections once
     out = []
+    c0 = cpu_seconds(backend_pid)
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         out.append((time.perf_counter() - t0) * 1000)
+    if cpu is not None:
+        cpu.append((cpu_seconds(backend_pid) - c0) * 1000 / repeat)
     return out
 
 
@@ -440,7 +458,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         duck = duckdb_load(Path(tmp))
-        print(f"\n{'endpoint (30 days)':<50} {'p50 ms':>8} {'p95 ms':>8} {'duckdb p50':>11} {'ours/duck':>10}")
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            backend = cur.fetchone()[0]
+        local_db = connection.settings_dict["HOST"] in ("127.0.0.1", "localhost", "")
+        print(
+            f"\n{'endpoint (30 days)':<50} {'p50 ms':>8} {'p95 ms':>8} {'duckdb p50':>11} {'ours/duck':>10}"
+            f" {'cpu ms':>8} {'duck cpu':>9}"
+        )
         only = [o.strip() for o in args.only.split(",") if o.strip()]
         for label, (url, params) in endpoints(today.isoformat(), first.isoformat()).items():
             if only and not any(label.startswith(o) for o in only):
@@ -450,16 +475,22 @@ def main() -> None:
                 response = client.get(url, params)
                 assert response.status_code == 200, response.content[:300]
 
-            ours = timed(call, args.repeat)
+            cpu: list[float] = []
+            ours = timed(call, args.repeat, cpu, backend if local_db else None)
             key = label.split(" (")[0]
             duck_ms = None
+            duck_cpu: list[float] = []
             if key in DUCK_SQL:
                 sql = DUCK_SQL[key]
-                duck_ms = timed(lambda sql=sql: duck.execute(sql, {"a": a, "b": b}).fetchall(), args.repeat)
+                duck_ms = timed(lambda sql=sql: duck.execute(sql, {"a": a, "b": b}).fetchall(), args.repeat, duck_cpu)
             d50 = statistics.median(duck_ms) if duck_ms else None
             ratio = f"{statistics.median(ours) / d50:>9.2f}x" if d50 else f"{'-':>10}"
             d50s = f"{d50:>11.1f}" if d50 else f"{'-':>11}"
-            print(f"{label:<50} {statistics.median(ours):>8.1f} {pct(ours, 0.95):>8.1f} {d50s} {ratio}")
+            dcpu = f"{duck_cpu[0]:>9.1f}" if duck_cpu else f"{'-':>9}"
+            print(
+                f"{label:<50} {statistics.median(ours):>8.1f} {pct(ours, 0.95):>8.1f} {d50s} {ratio}"
+                f" {cpu[0]:>8.1f} {dcpu}"
+            )
 
         print("load average after the endpoints: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         if only:
