@@ -295,6 +295,7 @@ def session_aggregate_many(
     by_filters: bool = False,
     by_neuron: bool = False,
     period: str = "hour",
+    metrics: Sequence[str] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """session_aggregate for several dimensions in one query.
 
@@ -302,11 +303,25 @@ def session_aggregate_many(
     seen are few: a device type has few browsers), and each dimension's counts are
     the sums over the groups sharing its value: the sessions are read, and the
     new-visitor and conversion subqueries run, once instead of once per dimension.
+    `metrics` narrows the counts to those the caller reads (sessions always): a
+    report of session shares runs neither subquery.
     """
+    wanted = tuple(m for m in SESSION_METRICS if metrics is None or m in metrics or m == "sessions")
     earlier = UserSession.objects.filter(
         neuron=OuterRef("neuron"), anonymous_id=OuterRef("anonymous_id"), started_at__lt=OuterRef("started_at")
     )
     converted = BehaviorEvent.objects.filter(conversion_q(), session=OuterRef("pk"))
+    aggregates: dict[str, Any] = {
+        "sessions": Count("pk"),
+        "new_sessions": Count("pk", filter=~Exists(earlier)),
+        "bounces": Count("pk", filter=Q(page_view_count__lte=1, interaction_count=0)),
+        "converted_sessions": Count("pk", filter=Exists(converted)),
+        "page_view_sum": Sum("page_view_count"),
+        "duration_seconds": Sum(
+            ExpressionWrapper(F("last_activity_at") - F("started_at"), output_field=DurationField())
+        ),
+        "engagement_sum": Sum("engagement_score"),
+    }
     names = {dimension: f"value_{i}" for i, dimension in enumerate(dimensions)}
     annotations: dict[str, Any] = {names[d]: SESSION_DIMENSIONS[d][0]() for d in dimensions}
     if hour_tz is not None:
@@ -315,21 +330,16 @@ def session_aggregate_many(
     rows = list(
         queryset.annotate(**annotations)
         .values(*names.values(), *keys)
-        .annotate(
-            sessions=Count("pk"),
-            new_sessions=Count("pk", filter=~Exists(earlier)),
-            bounces=Count("pk", filter=Q(page_view_count__lte=1, interaction_count=0)),
-            converted_sessions=Count("pk", filter=Exists(converted)),
-            page_view_sum=Sum("page_view_count"),
-            duration_raw=Sum(ExpressionWrapper(F("last_activity_at") - F("started_at"), output_field=DurationField())),
-            engagement_sum=Sum("engagement_score"),
-        )
+        .annotate(**{m: aggregates[m] for m in wanted})
         .order_by()
     )
     for row in rows:
-        row["duration_seconds"] = _seconds(row.pop("duration_raw"))
-        row["page_view_sum"] = row["page_view_sum"] or 0
-        row["engagement_sum"] = float(row["engagement_sum"] or 0.0)
+        if "duration_seconds" in row:
+            row["duration_seconds"] = _seconds(row["duration_seconds"])
+        if "page_view_sum" in row:
+            row["page_view_sum"] = row["page_view_sum"] or 0
+        if "engagement_sum" in row:
+            row["engagement_sum"] = float(row["engagement_sum"] or 0.0)
     out: dict[str, list[dict[str, Any]]] = {}
     for dimension, name in names.items():
         folded: dict[tuple, dict[str, Any]] = {}
@@ -337,11 +347,11 @@ def session_aggregate_many(
             key = (row[name], *(row[k] for k in keys))
             cell = folded.get(key)
             if cell is None:
-                folded[key] = {"value": row[name], **{k: row[k] for k in keys}, **{m: row[m] for m in SESSION_METRICS}}
+                folded[key] = {"value": row[name], **{k: row[k] for k in keys}, **{m: row[m] for m in wanted}}
             else:
-                for m in SESSION_METRICS:
+                for m in wanted:
                     cell[m] += row[m]
-        out[dimension] = _remap(list(folded.values()), SESSION_DIMENSIONS[dimension][1], SESSION_METRICS)
+        out[dimension] = _remap(list(folded.values()), SESSION_DIMENSIONS[dimension][1], wanted)
     return out
 
 

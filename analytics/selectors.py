@@ -267,11 +267,16 @@ Counts = dict[str, dict[str, float]]  # value -> metric -> count
 
 
 def read_counts(
-    scope: Scope, dimensions: Sequence[str], bounds: Sequence[datetime] | None = None
+    scope: Scope,
+    dimensions: Sequence[str],
+    bounds: Sequence[datetime] | None = None,
+    *,
+    metrics: Sequence[str] | None = None,
 ) -> dict[str, list[Counts]]:
     """Additive counts per dimension, per bucket, per value.
 
-    Returns {dimension: [bucket 0 counts, bucket 1 counts, ...]}.
+    Returns {dimension: [bucket 0 counts, bucket 1 counts, ...]}. With `metrics`,
+    only those session counts (and sessions) are read; the others stay zero.
     """
     bounds = list(bounds or [scope.start, scope.end])
     n_buckets = len(bounds) - 1
@@ -286,7 +291,11 @@ def read_counts(
     def add(dimension: str, bucket: int, value: str, row: dict[str, Any]) -> None:
         cell = out[dimension][bucket][value]
         for m in metrics_of(dimension):
-            cell[m] += row[m] or 0
+            if m in row:
+                cell[m] += row[m] or 0
+
+    def wanted(dimension: str) -> list[str]:
+        return [m for m in metrics_of(dimension) if metrics is None or m in metrics or m in ("sessions", "events")]
 
     f = scope.filters
     groups: dict[tuple[bool, bool], list[str]] = defaultdict(list)
@@ -312,7 +321,7 @@ def read_counts(
             if scope.neuron_ids is not None:
                 qs = qs.filter(neuron_id__in=scope.neuron_ids)
             group = ["dimension", "value"] + (["period_start"] if n_buckets > 1 else [])
-            metric_names = sorted({m for d in dims for m in metrics_of(d)})
+            metric_names = sorted({m for d in dims for m in wanted(d)})
             for row in qs.values(*group).annotate(**{m: Sum(m) for m in metric_names}).order_by():
                 add(row["dimension"], bucket_of(row["period_start"]) if n_buckets > 1 else 0, row["value"], row)
         hour_tz = scope.tz if n_buckets > 1 else None
@@ -331,7 +340,9 @@ def read_counts(
                         filters=f,
                         consented_only=consented_only,
                     )
-                    raw_rows.update(session_aggregate_many(queryset=sq, dimensions=session_dims, hour_tz=hour_tz))
+                    raw_rows.update(
+                        session_aggregate_many(queryset=sq, dimensions=session_dims, hour_tz=hour_tz, metrics=metrics)
+                    )
             for dimension in dims:
                 if not is_session_dimension(dimension):
                     eq = event_queryset(start=start, end=end, neuron_ids=scope.neuron_ids, filters=f)
@@ -541,7 +552,7 @@ def metric_key(metric: str) -> str:
 
 
 def pages_report(*, scope: Scope, limit: int) -> dict[str, Any]:
-    counts = read_counts(scope, ["page", "entry_page", "exit_page"])
+    counts = read_counts(scope, ["page", "entry_page", "exit_page"], metrics=["sessions"])
     return {
         "period": scope.describe(),
         "top": [
@@ -555,7 +566,7 @@ def pages_report(*, scope: Scope, limit: int) -> dict[str, Any]:
 
 def referrers_report(*, scope: Scope, limit: int) -> dict[str, Any]:
     dims = ["referrer", "utm_source", "utm_medium", "utm_campaign"]
-    counts = read_counts(scope, dims)
+    counts = read_counts(scope, dims, metrics=["sessions"])
     return {
         "period": scope.describe(),
         "referrers": [
@@ -599,7 +610,7 @@ ENGAGEMENT_FORMULA = {
 
 
 def engagement_report(*, scope: Scope) -> dict[str, Any]:
-    counts = read_counts(scope, ["engagement", "total"])
+    counts = read_counts(scope, ["engagement", "total"], metrics=["sessions", "engagement_sum"])
     bins = counts["engagement"][0]
     total = counts["total"][0].get("", _zero("total"))
     sessions = total["sessions"]
@@ -620,6 +631,10 @@ def engagement_report(*, scope: Scope) -> dict[str, Any]:
     }
 
 
+# What _breakdown reads.
+BREAKDOWN_METRICS = ("sessions", "bounces", "converted_sessions")
+
+
 def _breakdown(cells: Counts, limit: int | None = None) -> list[dict[str, Any]]:
     total = sum(c["sessions"] for c in cells.values())
     rows = sorted(cells.items(), key=lambda kv: (-kv[1]["sessions"], kv[0]))[:limit]
@@ -636,7 +651,7 @@ def _breakdown(cells: Counts, limit: int | None = None) -> list[dict[str, Any]]:
 
 
 def devices_report(*, scope: Scope) -> dict[str, Any]:
-    counts = read_counts(scope, ["device_type", "browser", "os"])
+    counts = read_counts(scope, ["device_type", "browser", "os"], metrics=BREAKDOWN_METRICS)
     return {
         "period": scope.describe(),
         "deviceTypes": _breakdown(counts["device_type"][0]),
@@ -646,7 +661,7 @@ def devices_report(*, scope: Scope) -> dict[str, Any]:
 
 
 def geographic_report(*, scope: Scope) -> dict[str, Any]:
-    counts = read_counts(scope, ["country"])
+    counts = read_counts(scope, ["country"], metrics=BREAKDOWN_METRICS)
     return {
         "period": scope.describe(),
         "countries": _breakdown(counts["country"][0]),
@@ -663,7 +678,7 @@ def segments_report(*, scope: Scope) -> dict[str, Any]:
     and nothing else. System segments are counted over the period; a rule segment's
     size is its list at the last materialization (personalization's job), so it has
     no period share."""
-    counts = read_counts(scope, ["total", "device_type", "country", "consent_state"])
+    counts = read_counts(scope, ["total", "device_type", "country", "consent_state"], metrics=["new_sessions"])
     total = counts["total"][0].get("", _zero("total"))
     sessions = total["sessions"]
     segments: list[dict[str, Any]] = [
