@@ -13,6 +13,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from analytics import dashboard_selectors as selectors
+from analytics.dashboard_forms import FunnelForm, JourneyForm, OverviewForm, ReportForm, RetentionForm, SegmentsForm
 from privacy.consent import PURPOSES
 
 PAGE_SIZE = 50
@@ -40,19 +41,93 @@ def _page(request: HttpRequest, template: str, section: str, context: dict[str, 
     return render(request, template, {"section": section, "ranges": list(RANGES), **context})
 
 
+def _report_page(
+    request: HttpRequest, template: str, section: str, form: ReportForm, report: Any, **context: Any
+) -> HttpResponse:
+    """A report page: its form (errors shown in place of the report), the range picker keeping the
+    other parameters, and the report when the form is valid."""
+    return _page(
+        request,
+        template,
+        section,
+        {
+            "form": form,
+            "report": report,
+            "range_key": form.data.get("range"),
+            "range_keep": form.kept_params("range"),
+            **context,
+        },
+    )
+
+
 @staff_member_required
 def overview(request: HttpRequest) -> HttpResponse:
-    range_key, _ = _range(request)
-    return _page(
+    form = OverviewForm(request.GET)
+    report = None
+    if form.is_valid():
+        report = selectors.overview_report(scope=form.scope, interval=form.interval, metric=form.cleaned_data["metric"])
+    return _report_page(
         request,
         "dashboard/overview.html",
         "overview",
-        {
-            "range_key": range_key,
-            "top_pages": selectors.top_pages_now(),
-            "tick_seconds": settings.DASHBOARD_TICK_SECONDS,
-        },
+        form,
+        report,
+        top_pages=selectors.top_pages_now(),
+        tick_seconds=settings.DASHBOARD_TICK_SECONDS,
+        metric_keep=form.kept_params("metric"),
     )
+
+
+@staff_member_required
+def funnels(request: HttpRequest) -> HttpResponse:
+    form = FunnelForm(request.GET)
+    report = suggestions = None
+    if form.is_valid():
+        suggestions = selectors.funnel_step_suggestions(scope=form.scope)
+        if form.cleaned_data["step"]:
+            report = selectors.funnel_page(
+                scope=form.scope,
+                steps=form.cleaned_data["step"],
+                window=timedelta(seconds=form.cleaned_data["window"]),
+            )
+    return _report_page(
+        request,
+        "dashboard/funnels.html",
+        "funnels",
+        form,
+        report,
+        step_values=form.step_values(),
+        suggestions=suggestions,
+    )
+
+
+@staff_member_required
+def journeys(request: HttpRequest) -> HttpResponse:
+    form = JourneyForm(request.GET)
+    report = None
+    if form.is_valid():
+        v = form.cleaned_data
+        report = selectors.journey_page(
+            scope=form.scope, page=v["page"], direction=v["direction"], depth=v["depth"], limit=v["limit"]
+        )
+    return _report_page(request, "dashboard/journeys.html", "journeys", form, report)
+
+
+@staff_member_required
+def retention(request: HttpRequest) -> HttpResponse:
+    form = RetentionForm(request.GET)
+    report = None
+    if form.is_valid():
+        v = form.cleaned_data
+        report = selectors.retention_page(scope=form.scope, period=v["period"], periods=v["periods"], now=form.now)
+    return _report_page(request, "dashboard/retention.html", "retention", form, report)
+
+
+@staff_member_required
+def segments(request: HttpRequest) -> HttpResponse:
+    form = SegmentsForm(request.GET)
+    report = selectors.segments_page(scope=form.scope) if form.is_valid() else None
+    return _report_page(request, "dashboard/segments.html", "segments", form, report)
 
 
 @staff_member_required

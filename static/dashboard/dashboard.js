@@ -90,16 +90,29 @@
       });
     },
     sankey: function (el, graph) {
+      // Node names are "level:page" (a page can appear at several steps); labels show the page.
+      var labels = {};
+      graph.nodes.forEach(function (n) { labels[n.name] = n.label; });
       return draw(el, {
-        tooltip: { trigger: "item" },
+        tooltip: {
+          trigger: "item",
+          formatter: function (p) {
+            if (p.dataType === "edge") return labels[p.data.source] + " → " + labels[p.data.target] + ": " + p.data.value;
+            return labels[p.name] + ": " + p.value;
+          },
+        },
         series: [{
-          type: "sankey", left: 10, right: 120, nodeGap: 10, emphasis: { focus: "adjacency" },
+          type: "sankey", left: 10, right: 160, top: 10, bottom: 10, nodeGap: 10, nodeAlign: "left",
+          emphasis: { focus: "adjacency" },
           lineStyle: { color: "gradient", opacity: 0.35 },
+          label: { formatter: function (p) { return labels[p.name]; } },
           data: graph.nodes, links: graph.links,
         }],
       });
     },
     heatmap: function (el, data) {
+      // One row per cohort: grow the chart with the cohorts so each stays readable.
+      el.style.height = Math.max(280, 80 + 26 * data.rows.length) + "px";
       var values = [];
       data.rows.forEach(function (row, y) {
         row.values.forEach(function (v, x) { if (v !== null) values.push([x, y, v]); });
