@@ -323,7 +323,8 @@ def journey_page(
             "nodes": [
                 {
                     "name": node["id"],
-                    "label": _node_label(node["page"], node["level"], direction),
+                    # Not "label": that key is ECharts' per-node label style.
+                    "title": _node_label(node["page"], node["level"], direction),
                     "value": node["sessions"],
                     "depth": depth - node["level"] if direction == "previous" else node["level"],
                 }

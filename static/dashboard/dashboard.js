@@ -13,6 +13,8 @@
 
   function draw(el, option) {
     var chart = echarts.init(el, null, { renderer: "canvas" });
+    // Set once the first rendering (animation included) is complete: screenshots wait for it.
+    chart.on("finished", function () { el.dataset.rendered = "true"; });
     chart.setOption(Object.assign({ color: PALETTE, animationDuration: 300 }, option));
     el.dataset.drawn = "true";
     charts.push(chart);
@@ -92,7 +94,7 @@
     sankey: function (el, graph) {
       // Node names are "level:page" (a page can appear at several steps); labels show the page.
       var labels = {};
-      graph.nodes.forEach(function (n) { labels[n.name] = n.label; });
+      graph.nodes.forEach(function (n) { labels[n.name] = n.title; });
       return draw(el, {
         tooltip: {
           trigger: "item",

@@ -272,7 +272,7 @@ def test_journey_page_draws_a_sankey_of_the_next_pages(operator_client, shop):
         ("1:/pricing", "2:(exit)", 2),
         ("1:/blog", "2:(exit)", 1),
     }
-    assert {n["label"] for n in graph["nodes"]} == {"/", "+1 /pricing", "+1 /blog", "+2 (exit)"}
+    assert {n["title"] for n in graph["nodes"]} == {"/", "+1 /pricing", "+1 /blog", "+2 (exit)"}
     assert "3 sessions viewed it" in html
     assert re.search(r'title="/pricing">/pricing</td><td class="num">2</td><td class="num">67%</td>', html)
 
