@@ -39,13 +39,15 @@ def communicator(headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketC
     return WebsocketCommunicator(application, URL, headers=headers or [(b"origin", b"http://testserver")])
 
 
-async def next_snapshot(comm: WebsocketCommunicator, timeout: float = 2.0) -> dict:
+# Generous deadlines: they bound waits that succeed within a tick or two, but a loaded 2-core CI
+# machine (PostgreSQL, Redis and the test sharing it) has missed a 3 s one.
+async def next_snapshot(comm: WebsocketCommunicator, timeout: float = 5.0) -> dict:
     message = await comm.receive_json_from(timeout=timeout)
     assert message["type"] == "snapshot", message
     return message["data"]
 
 
-async def snapshot_where(comm: WebsocketCommunicator, predicate, timeout: float = 3.0) -> dict:
+async def snapshot_where(comm: WebsocketCommunicator, predicate, timeout: float = 10.0) -> dict:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
