@@ -221,14 +221,15 @@ def source_plan(
     *,
     hourly_through: datetime | None,
     daily_through: datetime | None,
-    hourly: bool = True,
+    hourly_from: datetime | None = None,
 ) -> SourcePlan:
     """Which source answers which part of the range.
 
     Hourly rows are usable only when every bucket edge is a whole UTC hour (time
     zones with half-hour offsets read raw rows), daily rows only for UTC days
-    lying wholly inside one bucket. Without hourly rows (breakdown dimensions),
-    whatever daily rows cannot answer is read raw.
+    lying wholly inside one bucket. Breakdown dimensions have hourly rows only
+    from `hourly_from` (the hours no daily rollup covers yet); what neither
+    daily nor hourly rows can answer is read raw.
     """
     bounds = [b.astimezone(UTC) for b in bounds]
     aligned = all(b.minute == 0 and b.second == 0 and b.microsecond == 0 for b in bounds)
@@ -247,7 +248,10 @@ def source_plan(
             rest = [(b0, d0), (d1, closed_end)]
         else:
             rest = [(b0, closed_end)]
-        (hourly_ranges if hourly else raw).extend(rest)
+        for s, e in rest:
+            cut = e if hourly_from is None else min(max(hourly_from, s), e)
+            raw.append((s, cut))
+            hourly_ranges.append((cut, e))
     return SourcePlan(_merge(daily_ranges), _merge(hourly_ranges), _merge(raw))
 
 
@@ -306,7 +310,7 @@ def read_counts(
             bounds,
             hourly_through=hourly_through if has_rollups else None,
             daily_through=daily_through,
-            hourly=has_hourly,
+            hourly_from=None if has_hourly else daily_through,
         )
         for model, ranges in ((DailyRollup, plan.daily), (HourlyRollup, plan.hourly)):
             if not ranges:
@@ -776,8 +780,13 @@ class _Closed:
     events: np.ndarray
 
 
-def _closed_sequences(scope: Scope, closed_through: datetime | None) -> _Closed:
-    """Packed sequences of the sessions that started before `closed_through` with an event in the range.
+# Beyond this many actions, sequences are not narrowed by their actions (the filter would cost more).
+MAX_ACTION_FILTER = 64
+
+
+def _closed_sequences(scope: Scope, closed_through: datetime | None, actions: Sequence[int] | None = None) -> _Closed:
+    """Packed sequences of the sessions that started before `closed_through` with an event in the range
+    (and, given `actions`, holding at least one of them).
 
     On PostgreSQL the database concatenates them (one row of four byte strings);
     elsewhere they are fetched per session. A session without an anonymous id is
@@ -793,6 +802,13 @@ def _closed_sequences(scope: Scope, closed_through: datetime | None) -> _Closed:
     )
     if scope.neuron_ids is not None:
         qs = qs.filter(neuron_id__in=scope.neuron_ids)
+    if actions is not None and len(actions) <= MAX_ACTION_FILTER:
+        if not actions:
+            return _Closed(empty, empty, empty, unpack(b""))
+        holds = Q()
+        for action in actions:
+            holds |= Q(actions__contains=f" {action} ")
+        qs = qs.filter(holds)
     qs = qs.values("session_id", "visitor_id", "event_count", "events").order_by()
     if connection.vendor == "postgresql":
         sql, params = qs.query.sql_with_params()
@@ -925,14 +941,13 @@ def funnel_report(*, scope: Scope, steps: Sequence[FunnelStep], window: timedelt
 
     closed_through = _sequence_watermark()
     streams = []
-    closed = _closed_sequences(scope, closed_through)
+    masks = {
+        pk: mask(t, n, p)
+        for pk, t, n, p in Action.objects.filter(any_step).values_list("pk", "event_type", "event_name", "page_path")
+    }
+    # A session holding no step contributes nothing (the visitor's other sessions are read on their own).
+    closed = _closed_sequences(scope, closed_through, actions=sorted(masks))
     if len(closed.events):
-        masks = {
-            pk: mask(t, n, p)
-            for pk, t, n, p in Action.objects.filter(any_step).values_list(
-                "pk", "event_type", "event_name", "page_path"
-            )
-        }
         ids = np.fromiter(masks, dtype=np.int64, count=len(masks))
         values = np.fromiter(masks.values(), dtype=np.int64, count=len(masks))
         codes = np.zeros(len(closed.events), dtype=np.int64)
@@ -991,9 +1006,10 @@ def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top:
 
     path_index(page)
     streams = []
-    closed = _closed_sequences(scope, closed_through)
+    pairs = list(Action.objects.filter(event_type__in=PAGE_VIEW_TYPES).values_list("pk", "page_path"))
+    # Only the sessions that viewed the page have a trail.
+    closed = _closed_sequences(scope, closed_through, actions=sorted(pk for pk, path in pairs if path == page))
     if len(closed.events):
-        pairs = list(Action.objects.filter(event_type__in=PAGE_VIEW_TYPES).values_list("pk", "page_path"))
         codes = np.zeros(len(closed.events), dtype=np.int64)
         if pairs:
             ids = np.array([pk for pk, _ in pairs], dtype=np.int64)

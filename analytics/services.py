@@ -94,11 +94,11 @@ def _fold(
 
 
 def _rollup_rows(
-    *, model: type[RollupBase], start: datetime, end: datetime, period: str
+    *, model: type[RollupBase], start: datetime, end: datetime, period: str, every_dimension: bool
 ) -> tuple[list[RollupBase], dict[datetime, list[int]]]:
     """Rollup rows for the periods in [start, end), plus each period's source row counts."""
     floor = floor_hour if period == "hour" else floor_day
-    dimensions = HOURLY_DIMENSIONS if period == "hour" else (*SESSION_DIMENSIONS, *EVENT_DIMENSIONS)
+    dimensions = (*SESSION_DIMENSIONS, *EVENT_DIMENSIONS) if every_dimension else HOURLY_DIMENSIONS
     rows: list[RollupBase] = []
     sources: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
     neurons = all_neuron_ids()
@@ -140,9 +140,16 @@ def _rollup_rows(
 
 
 def _replace_periods(
-    *, model: type[RollupBase], granularity: str, start: datetime, end: datetime, step: timedelta, now: datetime
+    *,
+    model: type[RollupBase],
+    granularity: str,
+    start: datetime,
+    end: datetime,
+    step: timedelta,
+    now: datetime,
+    every_dimension: bool = True,
 ) -> int:
-    rows, sources = _rollup_rows(model=model, start=start, end=end, period=granularity)
+    rows, sources = _rollup_rows(model=model, start=start, end=end, period=granularity, every_dimension=every_dimension)
     model.objects.filter(period_start__gte=start, period_start__lt=end).delete()
     model.objects.bulk_create(rows, batch_size=2000)
     RollupPeriod.objects.filter(granularity=granularity, period_start__gte=start, period_start__lt=end).delete()
@@ -164,14 +171,35 @@ def _replace_periods(
 
 
 @transaction.atomic
-def rollup_build_hours(*, start: datetime, end: datetime, now: datetime | None = None) -> int:
-    """(Re)build the hourly rollups of every hour in [start, end). Returns the rows written."""
+def rollup_build_hours(
+    *, start: datetime, end: datetime, now: datetime | None = None, breakdowns_from: datetime | None = None
+) -> int:
+    """(Re)build the hourly rollups of every hour in [start, end). Returns the rows written.
+
+    Hours hold the metrics dimensions (HOURLY_DIMENSIONS); hours not yet covered by a
+    daily rollup, from `breakdowns_from` (by default the daily watermark), hold every
+    dimension, so breakdowns read raw rows only for the open hours. Building a day
+    drops its hours' breakdown rows again."""
     start, end = floor_hour(start), floor_hour(end)
     if end <= start:
         return 0
-    return _replace_periods(
-        model=HourlyRollup, granularity=Granularity.HOUR, start=start, end=end, step=HOUR, now=now or timezone.now()
-    )
+    if breakdowns_from is None:
+        daily = RollupWatermark.objects.filter(granularity=Granularity.DAY).first()
+        breakdowns_from = daily.closed_through if daily is not None else start
+    cut = min(max(floor_hour(breakdowns_from), start), end)
+    written = 0
+    for a, b, every in ((start, cut, False), (cut, end, True)):
+        if a < b:
+            written += _replace_periods(
+                model=HourlyRollup,
+                granularity=Granularity.HOUR,
+                start=a,
+                end=b,
+                step=HOUR,
+                now=now or timezone.now(),
+                every_dimension=every,
+            )
+    return written
 
 
 @transaction.atomic
@@ -180,9 +208,14 @@ def rollup_build_days(*, start: datetime, end: datetime, now: datetime | None = 
     start, end = floor_day(start), floor_day(end)
     if end <= start:
         return 0
-    return _replace_periods(
+    written = _replace_periods(
         model=DailyRollup, granularity=Granularity.DAY, start=start, end=end, step=DAY, now=now or timezone.now()
     )
+    # These days now answer breakdowns: their hours keep the metrics dimensions only.
+    HourlyRollup.objects.filter(period_start__gte=start, period_start__lt=end).exclude(
+        dimension__in=HOURLY_DIMENSIONS
+    ).delete()
+    return written
 
 
 def _earliest_data() -> datetime | None:
@@ -217,9 +250,11 @@ def rollup_advance(*, now: datetime | None = None, chunk: timedelta = DAY) -> di
     else:
         start = hourly.closed_through
     cursor = start
+    # Days up to here get their daily rollups in this run: their hours need no breakdowns.
+    breakdowns_from = floor_day(max(target, start))
     while cursor < target:
         step_end = min(cursor + chunk, target)
-        rollup_build_hours(start=cursor, end=step_end, now=now)
+        rollup_build_hours(start=cursor, end=step_end, now=now, breakdowns_from=breakdowns_from)
         built_hours += int((step_end - cursor) / HOUR)
         cursor = step_end
     if hourly is None or target > hourly.closed_through:
@@ -406,6 +441,7 @@ def _sequences_write(sessions_q: Q) -> int:
                 last_event_at=evs[-1][0],
                 event_count=len(evs),
                 events=pack([(epoch_us(ts), pk, actions[triple]) for ts, pk, triple in evs]),
+                actions=" " + " ".join(str(a) for a in sorted({actions[triple] for _, _, triple in evs})) + " ",
             )
         )
     SessionSequence.objects.bulk_create(rows, batch_size=1000)

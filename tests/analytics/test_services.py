@@ -128,3 +128,17 @@ def test_rollup_advance_without_data_only_sets_the_watermark():
     assert services.rollup_advance(now=now) == {"hours": 0, "days": 0}
     assert RollupWatermark.objects.get(granularity="hour").closed_through == START + timedelta(hours=2)
     assert not HourlyRollup.objects.exists()
+
+
+def test_breakdowns_are_kept_hourly_only_until_their_day_is_rolled_up():
+    """Hours after the last daily rollup hold every dimension; once their day is rolled up, only metrics."""
+    from analytics.aggregation import HOURLY_DIMENSIONS
+
+    build_population(start=START, days=3, sessions=90)
+    breakdowns = HourlyRollup.objects.exclude(dimension__in=HOURLY_DIMENSIONS)
+    services.rollup_advance(now=START + timedelta(days=1, hours=6))  # hours to day 1 05:00, days to day 1
+    assert breakdowns.filter(period_start__gte=START + timedelta(days=1)).exists()
+    assert not breakdowns.filter(period_start__lt=START + timedelta(days=1)).exists()
+    services.rollup_advance(now=START + timedelta(days=3))  # hours to day 2 23:00, days to day 2
+    assert breakdowns.filter(period_start__gte=START + timedelta(days=2)).exists()
+    assert not breakdowns.filter(period_start__lt=START + timedelta(days=2)).exists()
