@@ -197,6 +197,9 @@ class SessionSequence(models.Model):
     last_event_at = models.DateTimeField()
     event_count = models.PositiveIntegerField()
     events = models.BinaryField()
+    # The distinct Action ids of `events`, space-separated between spaces (" 3 17 42 "): reads
+    # skip the sequences holding none of the actions they look for.
+    actions = models.TextField(blank=True, default="")
 
     class Meta:
         db_table = "analytics_session_sequences"

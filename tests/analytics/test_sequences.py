@@ -119,6 +119,8 @@ def test_rollup_jobs_pack_each_closed_session_events_in_order(short_settle):
     for seq in SessionSequence.objects.all():
         got[seq.session_id] = [(int(r["t"]), int(r["id"]), actions[int(r["action"])]) for r in unpack(seq.events)]
         assert seq.event_count == len(got[seq.session_id])
+        held = sorted({int(r["action"]) for r in unpack(seq.events)})
+        assert seq.actions == " " + " ".join(map(str, held)) + " "
         if seq.anonymous_id:
             assert Visitor.objects.get(pk=seq.visitor_id).anonymous_id == seq.anonymous_id
     assert got == expected and got
