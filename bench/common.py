@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ class Figures:
     latencies_ms: list[float]
     # Percentiles reported by a native client instead of every latency.
     percentiles: dict[float, float] | None = None
+    # The server's own CPU time per request (all its processes), when measured.
+    cpu_ms: float | None = None
 
     @property
     def rate(self) -> float:
@@ -41,9 +44,10 @@ class Figures:
         return data[min(len(data) - 1, int(round(p / 100 * (len(data) - 1))))]
 
     def line(self) -> str:
+        cpu = f"   server CPU {self.cpu_ms:.2f} ms/req" if self.cpu_ms is not None else ""
         return (
             f"{self.label:<42} {self.rate:>9.0f} req/s   p50 {self.pct(50):>7.2f} ms   "
-            f"p99 {self.pct(99):>7.2f} ms   errors {self.errors}"
+            f"p99 {self.pct(99):>7.2f} ms   errors {self.errors}{cpu}"
         )
 
 
@@ -61,10 +65,11 @@ def manage(*args: str, env: dict[str, str]) -> str:
 
 
 class Server:
-    """uvicorn (ASGI, one worker) or gunicorn (WSGI, N sync workers) on 127.0.0.1."""
+    """uvicorn (ASGI, N workers), gunicorn (WSGI, N sync workers) or gthread (gunicorn, N
+    workers of `threads` threads each) on 127.0.0.1."""
 
-    def __init__(self, kind: str, port: int, env: dict[str, str], workers: int = 1) -> None:
-        self.kind, self.port, self.env, self.workers = kind, port, env, workers
+    def __init__(self, kind: str, port: int, env: dict[str, str], workers: int = 1, threads: int = 8) -> None:
+        self.kind, self.port, self.env, self.workers, self.threads = kind, port, env, workers, threads
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Server:
@@ -87,6 +92,10 @@ class Server:
                 f"--workers={self.workers}",
                 "--log-level=warning",
             ]
+            if self.kind == "gthread":
+                # Threads overlap the database waits of one process; WSGI costs a third of
+                # ASGI's CPU per request (bench server CPU figures).
+                cmd += ["--worker-class=gthread", f"--threads={self.threads}"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, start_new_session=True)
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -101,6 +110,33 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every process of the server (its process group), from /proc.
+        Per request, it is the server's cost whatever else loads the machine."""
+        if self.proc is None:
+            return 0.0
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid:  # pgrp (start_new_session: the group of the server)
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total / ticks
+
+    def measure(self, run: Callable[[], Figures]) -> Figures:
+        """Run `run` and attach the server's CPU time per request to its figures."""
+        before = self.cpu_seconds()
+        figures = run()
+        if figures.requests:
+            figures.cpu_ms = (self.cpu_seconds() - before) / figures.requests * 1000
+        return figures
 
     def __exit__(self, *exc: object) -> None:
         if self.proc and self.proc.poll() is None:
@@ -169,3 +205,109 @@ async def flat_out(
 
 def summary_stats(values: list[float]) -> str:
     return f"mean {statistics.mean(values):.2f}" if values else "n/a"
+
+
+async def _raw_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> tuple[int, bool]:
+    """Send one request, read its answer: (status, whether the connection stays open)."""
+    writer.write(data)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    close = False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection" and value.strip().lower() == b"close":
+            close = True
+    if length:
+        await reader.readexactly(length)
+    return status, not close
+
+
+async def fixed_rate_raw(
+    label: str,
+    base_url: str,
+    path: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
+    rate: float,
+    seconds: float,
+    ok: set[int],
+    seq: str | None = None,
+    max_connections: int = 256,
+    variants: list[tuple[str, dict[str, str]]] | None = None,
+) -> Figures:
+    """Open loop like `fixed_rate`, on raw asyncio streams (HTTP/1.1 keep-alive, no httpx).
+
+    httpx costs about a millisecond of CPU per request: on a busy 2-core machine the client
+    itself fell behind 200 requests/s and its queue showed up as seconds of "latency" even
+    for the bare view. This client formats each request from bytes (`seq`, when given, is
+    replaced in the body by a number unique to the run) and keeps idle connections in a pool,
+    opening another only when all are busy. Latency counts from when the request was due.
+    """
+    host, port = base_url.removeprefix("http://").split(":")
+    figures = Figures(label, 0, 0, seconds, [])
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened = 0
+    slots = asyncio.Semaphore(max_connections)
+    heads = []
+    for variant_path, extra in variants or [(path, {})]:
+        merged = {**(headers or {}), **extra}
+        head = [f"{method} {variant_path} HTTP/1.1", f"Host: {host}:{port}"]
+        heads.append(head + [f"{key}: {value}" for key, value in merged.items()])
+    run = uuid.uuid4().hex[:8]
+
+    def request_bytes(i: int) -> bytes:
+        head = heads[i % len(heads)]
+        if body is None:
+            return ("\r\n".join(head) + "\r\n\r\n").encode()
+        payload = (body.replace(seq, f"{run}-{i}") if seq else body).encode()
+        return ("\r\n".join([*head, f"Content-Length: {len(payload)}"]) + "\r\n\r\n").encode() + payload
+
+    async def one(i: int, due: float) -> None:
+        nonlocal opened
+        async with slots:
+            conn = idle.pop() if idle else None
+            try:
+                if conn is not None:
+                    try:
+                        status, keep = await _raw_request(*conn, request_bytes(i))
+                    except (OSError, asyncio.IncompleteReadError):
+                        # The server closed this idle keep-alive connection: retry on a new one.
+                        conn[1].close()
+                        conn = None
+                if conn is None:
+                    conn = await asyncio.open_connection(host, int(port))
+                    opened += 1
+                    status, keep = await _raw_request(*conn, request_bytes(i))
+                if status not in ok:
+                    figures.errors += 1
+                if keep:
+                    idle.append(conn)
+                else:  # gunicorn's sync workers close after every answer
+                    conn[1].close()
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                figures.errors += 1
+                if conn is not None:
+                    conn[1].close()
+            figures.latencies_ms.append((time.perf_counter() - due) * 1000)
+
+    t0 = time.perf_counter()
+    tasks = []
+    total = int(rate * seconds)
+    for i in range(total):
+        due = t0 + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
+    figures.seconds = time.perf_counter() - t0
+    figures.requests = total
+    for _reader, writer in idle:
+        writer.close()
+    return figures

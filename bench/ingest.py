@@ -1,7 +1,7 @@
 """Event ingestion throughput and latency, with the baselines measured in the same run.
 
     DATABASE_URL=postgres://... python bench/ingest.py [--seconds 10] [--concurrency 16]
-        [--server gunicorn|uvicorn] [--workers 5] [--port 8120] [--rate 200]
+        [--server gthread|uvicorn|gunicorn] [--workers 2] [--port 8120] [--rate 200]
 
 Against PostgreSQL (DATABASE_URL is required), on loopback:
 
@@ -14,8 +14,10 @@ Against PostgreSQL (DATABASE_URL is required), on loopback:
 3. single events: one event per request against the bare Django JSON view
    (`/bench/bare`) and an "ideal ingest view" (`/bench/ideal-ingest`: token lookup and one
    INSERT, nothing else; bench/urls.py), flat out, and at a fixed `--rate` (open loop)
-   for the p99. Flat-out runs use wrk when installed (`make bench-tools`, bench/native.py),
-   so the client does not take the server's CPU.
+   for the p99; the events go to `--single-sessions` sessions in turn (visitors: one
+   session's events are serialised by its row lock). Flat-out runs use wrk when installed
+   (`make bench-tools`, bench/native.py), so the client does not take the server's CPU;
+   fixed-rate runs a lean open-loop client on raw asyncio streams (bench/common.py).
 
 Targets: batched >= 10,000 events/s and >= 1/3 of the COPY rate; single events >= 60 %
 of the bare view's request rate with p99 < 50 ms at 200 requests/s. Figures from a
@@ -41,7 +43,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Figures, Server, bench_env, fixed_rate, manage  # noqa: E402
+from bench.common import Figures, Server, bench_env, fixed_rate_raw, manage  # noqa: E402
 from bench.native import SEQ, client_name, flat_out_any  # noqa: E402
 
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
@@ -176,10 +178,11 @@ def main() -> None:
     # The open-loop run queues every request that falls due: on an overloaded machine
     # a long one only measures the queue, so it is kept shorter than the others.
     parser.add_argument("--fixed-seconds", type=float, default=5)
-    parser.add_argument("--server", choices=["gunicorn", "uvicorn"], default="gunicorn")
-    parser.add_argument("--workers", type=int, default=5)
+    parser.add_argument("--server", choices=["gthread", "uvicorn", "gunicorn"], default="gthread")
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--port", type=int, default=8120)
     parser.add_argument("--copy-rows", type=int, default=100_000)
+    parser.add_argument("--single-sessions", type=int, default=16, help="sessions the single events go to in turn")
     args = parser.parse_args()
 
     env = bench_env()
@@ -195,27 +198,36 @@ def main() -> None:
     print(f"server: {args.server} x{args.workers}, PostgreSQL, {args.seconds:.0f}s per run, shared 2-core machine")
     print(f"client: {client_name()} (batches: Python httpx); load average before: {os.getloadavg()[0]:.1f}")
     with Server(args.server, args.port, env, workers=args.workers) as server:
-        sessions = sessions_create(server.url, key, args.concurrency + 1)
-        single_session, *batch_sessions = sessions
+        sessions = sessions_create(server.url, key, args.concurrency + args.single_sessions)
+        single_sessions, batch_sessions = sessions[: args.single_sessions], sessions[args.single_sessions :]
         asyncio.run(batched(server.url, batch_sessions, 1))  # warm-up
         before = stored_rows(dsn, [sid for sid, _ in batch_sessions])
+        cpu_before = server.cpu_seconds()
         batch_figures, accepted = asyncio.run(batched(server.url, batch_sessions, args.seconds))
+        if batch_figures.requests:
+            batch_figures.cpu_ms = (server.cpu_seconds() - cpu_before) / batch_figures.requests * 1000
         rows = stored_rows(dsn, [sid for sid, _ in batch_sessions]) - before
 
-        sid, token = single_session
-        single_headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "User-Agent": UA}
+        single_headers = {"Content-Type": "application/json", "User-Agent": UA}
         counter = itertools.count()
         run = uuid.uuid4().hex[:8]
         # The same event for the Python client and for wrk, whose Lua script numbers {SEQ}.
         template = orjson.dumps(event(SEQ, 1)).decode()
+        # Requests go to the sessions in turn (visitors), not all to one row lock.
+        auth = [{"Authorization": f"Bearer {token}"} for _, token in single_sessions]
+        ours = [(f"/api/sessions/{sid}/events", a) for (sid, _), a in zip(single_sessions, auth, strict=True)]
+        ideals = [("/bench/ideal-ingest", a) for a in auth]
 
         def one_event(client):
-            body = template.replace(SEQ, f"{run}-py-{next(counter)}")
-            return client.post(f"/api/sessions/{sid}/events", content=body, headers=single_headers)
+            n = next(counter)
+            body = template.replace(SEQ, f"{run}-py-{n}")
+            path, extra = ours[n % len(ours)]
+            return client.post(path, content=body, headers={**single_headers, **extra})
 
         def ideal(client):
-            body = template.replace(SEQ, f"{run}-ideal-py-{next(counter)}")
-            return client.post("/bench/ideal-ingest", content=body, headers=single_headers)
+            n = next(counter)
+            body = template.replace(SEQ, f"{run}-ideal-py-{n}")
+            return client.post("/bench/ideal-ingest", content=body, headers={**single_headers, **auth[n % len(auth)]})
 
         def bare(client):
             return client.get("/bench/bare")
@@ -224,29 +236,34 @@ def main() -> None:
         singles = []
         for label, make, request in (
             ("bare Django JSON view", bare, {"path": "/bench/bare"}),
-            ("ideal ingest view, one event", ideal, {"path": "/bench/ideal-ingest", **post}),
-            ("POST /events, one event", one_event, {"path": f"/api/sessions/{sid}/events", **post}),
+            ("ideal ingest view, one event", ideal, {"path": "/bench/ideal-ingest", "variants": ideals, **post}),
+            ("POST /events, one event", one_event, {"path": ours[0][0], "variants": ours, **post}),
         ):
-            asyncio.run(fixed_rate("warm-up", server.url, make, rate=50, seconds=1, ok={200}))
-            fixed = asyncio.run(
-                fixed_rate(
-                    f"{label} @ {args.rate:.0f}/s",
-                    server.url,
-                    make,
-                    rate=args.rate,
-                    seconds=args.fixed_seconds,
-                    ok={200},
+            asyncio.run(fixed_rate_raw("warm-up", server.url, rate=50, seconds=1, ok={200}, seq=SEQ, **request))
+            fixed = server.measure(
+                lambda label=label, request=request: asyncio.run(
+                    fixed_rate_raw(
+                        f"{label} @ {args.rate:.0f}/s",
+                        server.url,
+                        rate=args.rate,
+                        seconds=args.fixed_seconds,
+                        ok={200},
+                        seq=SEQ,
+                        **request,
+                    )
                 )
             )
-            flat = flat_out_any(
-                f"{label} flat out (c={args.concurrency})",
-                server.url,
-                make=make,
-                concurrency=args.concurrency,
-                seconds=args.seconds,
-                ok={200},
-                run_id=f"{run}-{len(singles)}",
-                **request,
+            flat = server.measure(
+                lambda label=label, make=make, request=request: flat_out_any(
+                    f"{label} flat out (c={args.concurrency})",
+                    server.url,
+                    make=make,
+                    concurrency=args.concurrency,
+                    seconds=args.seconds,
+                    ok={200},
+                    run_id=f"{run}-{len(singles)}",
+                    **request,
+                )
             )
             singles.append((fixed, flat))
     copy_rate = copy_baseline(dsn, args.copy_rows)

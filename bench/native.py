@@ -47,12 +47,27 @@ function init(args)
   end
 end
 
-if body_template ~= nil and string.find(body_template, "{SEQ}", 1, true) then
+local variants = %(variants)s
+local numbered = body_template ~= nil and string.find(body_template, "{SEQ}", 1, true) ~= nil
+local n = 0
+
+if numbered or #variants > 0 then
   function request()
-    local body = string.gsub(body_template, "{SEQ}", function()
-      seq = seq + 1
-      return prefix .. "-" .. tostring(seq)
-    end)
+    n = n + 1
+    local body = body_template
+    if numbered then
+      body = string.gsub(body_template, "{SEQ}", function()
+        seq = seq + 1
+        return prefix .. "-" .. tostring(seq)
+      end)
+    end
+    if #variants > 0 then
+      local v = variants[(n %% #variants) + 1]
+      for key, value in pairs(v[2]) do
+        wrk.headers[key] = value
+      end
+      return wrk.format(nil, v[1], nil, body)
+    end
     return wrk.format(nil, nil, nil, body)
   end
 end
@@ -80,7 +95,7 @@ def wrk_path() -> str | None:
 
 def client_name() -> str:
     flat = "wrk" if wrk_path() else "Python httpx (install wrk: make bench-tools)"
-    return f"flat out: {flat}; fixed rate: Python httpx, open loop"
+    return f"flat out: {flat}; fixed rate: open loop on raw asyncio streams"
 
 
 def wrk_flat_out(
@@ -95,14 +110,33 @@ def wrk_flat_out(
     seconds: float,
     threads: int = 1,
     run_id: str = "run",
+    variants: list[tuple[str, dict[str, str]]] | None = None,
 ) -> Figures:
-    """Closed loop with wrk; `{SEQ}` in the body becomes a run-unique number per occurrence.
+    """Closed loop with wrk; `{SEQ}` in the body becomes a run-unique number per occurrence;
+    `variants` (path, extra headers) are taken in turn, one per request (many sessions).
     Error count: connection errors plus answers with status >= 400."""
     # A space after "[": "[[" would open a Lua long string.
     header_lines = "\n  ".join(
         f"wrk.headers[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in (headers or {}).items()
     )
-    script = _WRK_SCRIPT % {"body": _lua_string(body), "method": _lua_string(method), "headers": header_lines}
+    lua_variants = (
+        "{"
+        + ", ".join(
+            "{"
+            + _lua_string(p)
+            + ", {"
+            + ", ".join(f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in h.items())
+            + "}}"
+            for p, h in (variants or [])
+        )
+        + "}"
+    )
+    script = _WRK_SCRIPT % {
+        "body": _lua_string(body),
+        "method": _lua_string(method),
+        "headers": header_lines,
+        "variants": lua_variants,
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
         script_path = handle.name
@@ -154,8 +188,9 @@ def flat_out_any(
     seconds: float,
     ok: set[int],
     run_id: str = "run",
+    variants: list[tuple[str, dict[str, str]]] | None = None,
 ) -> Figures:
-    """wrk when installed, else the Python client with `make` (which must send the same request)."""
+    """wrk when installed, else the Python client with `make` (which must send the same requests)."""
     if wrk_path():
         return wrk_flat_out(
             label,
@@ -167,6 +202,7 @@ def flat_out_any(
             concurrency=concurrency,
             seconds=seconds,
             run_id=run_id,
+            variants=variants,
         )
     import asyncio
 

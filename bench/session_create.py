@@ -1,6 +1,6 @@
 """Session creation throughput and latency against a bare Django JSON view, measured in one run.
 
-    python bench/session_create.py [--seconds 10] [--rate 200] [--concurrency 16] [--server uvicorn|gunicorn]
+    python bench/session_create.py [--seconds 10] [--rate 200] [--concurrency 16] [--server gthread|uvicorn|gunicorn]
         [--workers N]
 
 Starts the server on loopback (PostgreSQL when DATABASE_URL is set, SQLite otherwise),
@@ -8,7 +8,8 @@ then for each of the bare view (`/bench/bare`) and `POST /api/sessions/create`:
 a fixed-rate run (open loop, default 200 req/s) and a flat-out run. Prints req/s,
 p50/p99 and our rate as a fraction of the bare view's. Target: create p99 < 100 ms at 200 req/s.
 Flat-out runs use wrk when it is installed (`make bench-tools`; see bench/native.py), so
-the client does not take the server's CPU; fixed-rate runs use the Python open-loop client.
+the client does not take the server's CPU; fixed-rate runs use a lean open-loop client on
+raw asyncio streams (bench/common.py fixed_rate_raw).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Server, bench_env, fixed_rate, manage  # noqa: E402
+from bench.common import Server, bench_env, fixed_rate_raw, manage  # noqa: E402
 from bench.native import client_name, flat_out_any  # noqa: E402
 
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
@@ -33,8 +34,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--server", choices=["uvicorn", "gunicorn"], default="uvicorn")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--server", choices=["gthread", "uvicorn", "gunicorn"], default="gthread")
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--port", type=int, default=8191)
     args = parser.parse_args()
 
@@ -72,20 +73,29 @@ def main() -> None:
     with Server(args.server, args.port, env, workers=args.workers) as server:
         runs = []
         for label, make, ok, request in requests:
-            asyncio.run(fixed_rate("warm-up", server.url, make, rate=50, seconds=1, ok=ok))
-            fixed = asyncio.run(
-                fixed_rate(
-                    f"{label} @ {args.rate:.0f}/s", server.url, make, rate=args.rate, seconds=args.seconds, ok=ok
+            asyncio.run(fixed_rate_raw("warm-up", server.url, rate=50, seconds=1, ok=ok, **request))
+            fixed = server.measure(
+                lambda label=label, ok=ok, request=request: asyncio.run(
+                    fixed_rate_raw(
+                        f"{label} @ {args.rate:.0f}/s",
+                        server.url,
+                        rate=args.rate,
+                        seconds=args.seconds,
+                        ok=ok,
+                        **request,
+                    )
                 )
             )
-            flat = flat_out_any(
-                f"{label} flat out (c={args.concurrency})",
-                server.url,
-                make=make,
-                concurrency=args.concurrency,
-                seconds=args.seconds,
-                ok=ok,
-                **request,
+            flat = server.measure(
+                lambda label=label, make=make, ok=ok, request=request: flat_out_any(
+                    f"{label} flat out (c={args.concurrency})",
+                    server.url,
+                    make=make,
+                    concurrency=args.concurrency,
+                    seconds=args.seconds,
+                    ok=ok,
+                    **request,
+                )
             )
             runs.append((fixed, flat))
     for fixed, flat in runs:
