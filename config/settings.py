@@ -342,6 +342,9 @@ if PRODUCTION:
 # Most sessions one admin bulk update may change; larger selections must be narrowed
 # (a dry run counts any size).
 ADMIN_BULK_MAX_SESSIONS = env_int("ADMIN_BULK_MAX_SESSIONS", 10_000)
+# Most sessions one admin delete may erase. Lower than the bulk update's: each person
+# behind the selection becomes a data-subject erasure request run by Celery.
+ADMIN_DELETE_MAX_SESSIONS = env_int("ADMIN_DELETE_MAX_SESSIONS", 1_000)
 
 # The live dashboard: one snapshot per tick for every connected operator (target: an
 # accepted event on screen within 2 s). The lease lets one process of many broadcast.

@@ -38,6 +38,12 @@ def data_subject_request_get(*, public_id: Any) -> DataSubjectRequest:
     return request
 
 
+def data_subject_request_list(*, public_ids: list[Any]) -> list[DataSubjectRequest]:
+    """Requests by public id, in the order given (their current status, e.g. after an erasure ran)."""
+    found = {r.public_id: r for r in DataSubjectRequest.objects.filter(public_id__in=public_ids)}
+    return [found[p] for p in public_ids if p in found]
+
+
 def session_get_by_public_id(*, public_id: Any) -> UserSession:
     session = UserSession.objects.select_related("neuron", "profile").filter(public_id=public_id).first()
     if session is None:

@@ -14,8 +14,7 @@ from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication
+from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
@@ -23,14 +22,18 @@ from rest_framework.views import APIView
 
 from config.api.errors import ValidationFailed
 from config.api.pagination import KeysetPagination
+from config.api.schema import BodyOnDeleteSchema
 from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
+from privacy.models import RequestStatus
+from privacy.selectors import data_subject_request_list
 from sessions_app.admin_selectors import (
     EXPORT_NAMES,
     EventCriteria,
     session_admin_list,
     session_export_rows,
 )
-from sessions_app.admin_services import sessions_bulk_update, sessions_export_audit
+from sessions_app.admin_services import sessions_bulk_update, sessions_erase, sessions_export_audit
+from sessions_app.authentication import StaffSessionAuthentication
 from sessions_app.models import UserSession
 
 PAGINATION_PARAMS = frozenset({"cursor", "pageSize"})
@@ -39,7 +42,7 @@ MAX_SESSION_IDS = 10_000
 
 
 class StaffApi(APIView):
-    authentication_classes = [SessionAuthentication]
+    authentication_classes = [StaffSessionAuthentication]
     permission_classes = [IsAdminUser]
 
 
@@ -298,3 +301,90 @@ class AdminSessionBulkUpdateApi(StaffApi):
             "withinLimit": result.matched <= result.limit,
         }
         return Response(self.BulkResultOutput(body).data)
+
+
+class AdminSessionDeleteApi(StaffApi):
+    schema = BodyOnDeleteSchema()
+
+    class DeleteInput(SelectionInput):
+        ids = serializers.ListField(
+            child=serializers.UUIDField(),
+            required=False,
+            allow_empty=False,
+            max_length=MAX_SESSION_IDS,
+            help_text="Session ids (the same as sessionIds).",
+        )
+        dryRun = StrictBooleanField(required=False, default=False)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if "ids" in attrs and "sessionIds" in attrs:
+                raise serializers.ValidationError({"ids": ["Send ids or sessionIds, not both."]})
+            if "ids" in attrs:
+                attrs["sessionIds"] = attrs.pop("ids")
+            if not ({"filter", "sessionIds", "events"} & set(attrs)):
+                raise serializers.ValidationError(
+                    {"filter": ["Say which sessions: ids, filter or events ({} as filter means all)."]}
+                )
+            return attrs
+
+    class ErasureRequestOutput(serializers.Serializer):
+        requestId = serializers.UUIDField(source="public_id")
+        status = serializers.CharField()
+        statusUrl = serializers.SerializerMethodField()
+
+        def get_statusUrl(self, obj: Any) -> str:
+            return f"/api/sessions/user-data/requests/{obj.public_id}"
+
+    class DeleteResultOutput(serializers.Serializer):
+        matched = serializers.IntegerField(help_text="Sessions selected.")
+        people = serializers.IntegerField(
+            allow_null=True, help_text="People behind them (null for a dry run above the limit)."
+        )
+        erasedSessions = serializers.IntegerField(
+            allow_null=True,
+            help_text="Sessions erased so far: each person's other sessions go too. Null while requests run.",
+        )
+        dryRun = serializers.BooleanField()
+        limit = serializers.IntegerField()
+        withinLimit = serializers.BooleanField()
+        requests = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(
+        request=DeleteInput,
+        responses={200: DeleteResultOutput, 202: DeleteResultOutput},
+        summary="Erase sessions (by ids or filter) through data-subject erasure",
+        description=(
+            "Every person behind the selection gets one erasure request (the same as "
+            "DELETE /api/sessions/user-data/{id}): their sessions, events, consent records, fingerprints "
+            "and profile leave every table that holds personal data, tombstones keep the ids from coming "
+            "back, and the request is verified. 200 when every request finished, 202 while any still runs "
+            "(follow statusUrl). At most ADMIN_DELETE_MAX_SESSIONS sessions (422 with the count above); "
+            "dryRun counts any selection and erases nothing. Audited with the selection and the counts."
+        ),
+    )
+    def delete(self, request):
+        data = self.DeleteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        result = sessions_erase(
+            actor=request.user,
+            queryset=_selection_queryset(v),
+            selection=_selection_for_audit({k: v[k] for k in ("filter", "events", "sessionIds") if k in v}),
+            dry_run=v["dryRun"],
+        )
+        # The requests ran after commit (at once without a broker): read where they are now.
+        dsars = data_subject_request_list(public_ids=[r.public_id for r in result.requests])
+        finished = all(d.status in (RequestStatus.COMPLETED, RequestStatus.VERIFIED) for d in dsars)
+        body = {
+            "matched": result.matched,
+            "people": result.people,
+            "erasedSessions": sum(d.summary.get("deleted", {}).get("sessions_app.UserSession", 0) for d in dsars)
+            if finished and not result.dry_run
+            else None,
+            "dryRun": result.dry_run,
+            "limit": result.limit,
+            "withinLimit": result.matched <= result.limit,
+            "requests": self.ErasureRequestOutput(dsars, many=True).data,
+        }
+        code = status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED
+        return Response(self.DeleteResultOutput(body).data, status=code)

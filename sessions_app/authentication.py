@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 
 from sessions_app.selectors import TokenMatch, session_get_by_token
@@ -66,3 +66,14 @@ class BeaconTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Any) -> str:
         return 'Bearer realm="session"'
+
+
+class StaffSessionAuthentication(SessionAuthentication):
+    """The admin's login session (cookie + CSRF), answering 401 rather than 403 when absent.
+
+    DRF's SessionAuthentication has no challenge, so an anonymous caller would get the same
+    403 as a logged-in non-staff user; naming a challenge tells "log in" apart from "not allowed".
+    """
+
+    def authenticate_header(self, request: Any) -> str:
+        return 'Session realm="admin", login="/admin/login/"'

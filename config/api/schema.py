@@ -1,6 +1,8 @@
-"""OpenAPI descriptions of the product's authentication schemes."""
+"""OpenAPI descriptions of the product's authentication schemes, and a schema for DELETE bodies."""
 
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema
 
 
 class SiteKeyScheme(OpenApiAuthenticationExtension):
@@ -33,3 +35,24 @@ class BeaconTokenScheme(OpenApiAuthenticationExtension):
                 "in a text/plain JSON body, without an Authorization header."
             ),
         }
+
+
+class StaffSessionScheme(SessionScheme):
+    """The admin login cookie, as DRF's SessionAuthentication (it only adds a 401 challenge)."""
+
+    target_class = "sessions_app.authentication.StaffSessionAuthentication"
+    name = "staffSession"
+
+
+class BodyOnDeleteSchema(AutoSchema):
+    """drf-spectacular documents bodies for POST/PUT/PATCH only. A DELETE that takes a selection
+    document (the admin delete) declares it here so the schema shows what the view parses."""
+
+    def _get_request_body(self, direction="request"):
+        if self.method != "DELETE":
+            return super()._get_request_body(direction)
+        self.method = "POST"  # the body logic is method-neutral past its guard
+        try:
+            return super()._get_request_body(direction)
+        finally:
+            self.method = "DELETE"

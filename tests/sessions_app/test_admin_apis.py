@@ -25,6 +25,7 @@ LIST = "/api/sessions/admin/sessions"
 SEARCH = "/api/sessions/admin/search"
 EXPORT = "/api/sessions/admin/export"
 BULK = "/api/sessions/admin/bulk-update"
+DELETE = "/api/sessions/admin/delete"
 
 
 def streamed(response) -> bytes:
@@ -53,18 +54,20 @@ def audit_entries(db):
 
 @pytest.mark.parametrize(
     ("method", "url"),
-    [("get", LIST), ("post", SEARCH), ("get", EXPORT + "?format=csv"), ("put", BULK)],
+    [("get", LIST), ("post", SEARCH), ("get", EXPORT + "?format=csv"), ("put", BULK), ("delete", DELETE)],
 )
 def test_admin_endpoints_refuse_anonymous_and_non_staff(method, url, user_client):
-    """Neither an anonymous caller nor a logged-in non-staff user reaches the admin API."""
-    assert_problem(getattr(APIClient(), method)(url, {}, format="json"), 403)
+    """An anonymous caller is told to log in (401 with a challenge); a non-staff user is refused (403)."""
+    response = getattr(APIClient(), method)(url, {}, format="json")
+    assert_problem(response, 401)
+    assert response["WWW-Authenticate"].startswith("Session")
     assert_problem(getattr(user_client, method)(url, {}, format="json"), 403)
 
 
 def test_admin_endpoints_refuse_a_site_key(neuron):
     """A neuron's publishable key is no admin credential."""
     client = APIClient(HTTP_X_SITE_KEY=neuron.publishable_key)
-    assert_problem(client.get(LIST), 403)
+    assert_problem(client.get(LIST), 401)
 
 
 # --- list -------------------------------------------------------------------------
