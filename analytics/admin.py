@@ -30,6 +30,9 @@ class RollupAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # rebuilt by the rollup jobs; a deleted row would silently drop counts
+
 
 admin.site.register(HourlyRollup, RollupAdmin)
 admin.site.register(DailyRollup, RollupAdmin)
@@ -38,7 +41,7 @@ admin.site.register(DailyRollup, RollupAdmin)
 @admin.register(RollupPeriod)
 class RollupPeriodAdmin(admin.ModelAdmin):
     list_display = ["granularity", "period_start", "source_sessions", "source_events", "computed_at"]
-    list_filter = ["granularity"]
+    list_filter = ["granularity", "computed_at"]
     date_hierarchy = "period_start"
 
     def has_add_permission(self, request):
@@ -47,13 +50,20 @@ class RollupPeriodAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # rebuilt by the rollup jobs; a deleted row would silently drop counts
+
 
 @admin.register(RollupWatermark)
 class RollupWatermarkAdmin(admin.ModelAdmin):
     list_display = ["granularity", "closed_through", "updated_at"]
+    list_filter = ["granularity"]
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # rebuilt by the rollup jobs; a deleted row would silently drop counts

@@ -3,12 +3,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from config.api.errors import Conflict, ValidationFailed
 from federation.models import Neuron
+from privacy.services import audit_log
 
 PUBLISHABLE_PREFIX = "pk_"
 SECRET_PREFIX = "sk_"
@@ -51,9 +53,17 @@ def neuron_create(*, slug: str, name: str) -> NeuronCredentials:
 
 
 @transaction.atomic
-def neuron_rotate_secret(*, neuron: Neuron) -> NeuronCredentials:
+def neuron_rotate_secret(*, neuron: Neuron, actor: Any = None) -> NeuronCredentials:
+    """A new server key; the old one stops working at once. Audited (a key is a privilege)."""
     secret_key = SECRET_PREFIX + secrets.token_urlsafe(24)
+    old_prefix = neuron.secret_key_prefix
     neuron.secret_key_hash = hash_key(secret_key)
     neuron.secret_key_prefix = secret_key[:10]
     neuron.save(update_fields=["secret_key_hash", "secret_key_prefix", "updated_at"])
+    audit_log(
+        actor=actor,
+        action="neuron.secret.rotate",
+        subject=f"neuron:{neuron.slug}",
+        details={"previousPrefix": old_prefix, "prefix": neuron.secret_key_prefix},
+    )
     return NeuronCredentials(neuron=neuron, secret_key=secret_key)

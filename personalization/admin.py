@@ -7,6 +7,7 @@ from config.api.errors import ValidationFailed
 from personalization.content import targeting_validate
 from personalization.models import (
     Archetype,
+    ArchetypeMembership,
     CategoryRule,
     ContentSlot,
     ContentVariant,
@@ -14,10 +15,12 @@ from personalization.models import (
     ItemPopularity,
     ProfileInterest,
     Segment,
+    SegmentMembership,
     SessionInterest,
 )
 from personalization.rules import rule_validate
 from personalization.selectors import category_rules_forget
+from personalization.services import segment_create, segment_delete, segment_update
 from personalization.tasks import compute_archetypes, compute_recommendations, materialize_segments
 
 
@@ -28,12 +31,15 @@ def _form_errors(exc: ValidationFailed) -> forms.ValidationError:
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by the services and jobs."""
+    """Rows written only by the services and jobs (which also delete them: erasure, recomputation)."""
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -51,15 +57,52 @@ class SegmentForm(forms.ModelForm):
         return rule
 
 
+SEGMENT_FIELDS = ("slug", "name", "description", "rule", "is_active")
+
+
 @admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
+    """Saved through personalization's segment services, which validate the rule and audit the change."""
+
     form = SegmentForm
-    list_display = ["slug", "name", "neuron", "is_active", "size", "materialized_at"]
+    list_display = ["slug", "name", "neuron", "is_active", "size", "materialized_at", "updated_at"]
     list_filter = ["neuron", "is_active"]
     search_fields = ["slug", "name"]
+    date_hierarchy = "updated_at"
     list_select_related = ["neuron"]
     readonly_fields = ["size", "materialized_at", "created_at", "updated_at"]
     actions = ["materialize"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A segment's list belongs to its site; moving it would mix two sites' sessions.
+        return [*self.readonly_fields, "neuron"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            changes = {name: data[name] for name in form.changed_data if name in SEGMENT_FIELDS}
+            if changes:
+                segment_update(segment=obj, changes=changes, actor=request.user)
+            obj.refresh_from_db()
+            return
+        segment = segment_create(
+            neuron=data["neuron"],
+            name=data["name"],
+            slug=data["slug"],
+            description=data.get("description", ""),
+            rule=data["rule"],
+            is_active=data.get("is_active", True),
+            actor=request.user,
+        )
+        obj.pk = segment.pk
+        obj.refresh_from_db()
+
+    def delete_model(self, request, obj):
+        segment_delete(segment=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for segment in queryset:
+            segment_delete(segment=segment, actor=request.user)
 
     @admin.action(description="Materialize the lists of these segments' sites now")
     def materialize(self, request, queryset):
@@ -69,10 +112,24 @@ class SegmentAdmin(admin.ModelAdmin):
         self.message_user(request, f"Queued materialization for {len(neuron_ids)} site(s).")
 
 
+@admin.register(SegmentMembership)
+class SegmentMembershipAdmin(ReadOnlyAdmin):
+    """Segment lists as materialized by the Celery job."""
+
+    list_display = ["segment", "session", "computed_at"]
+    list_filter = ["segment"]
+    search_fields = ["=session__public_id", "segment__slug"]
+    date_hierarchy = "computed_at"
+    list_select_related = ["segment", "session"]
+    raw_id_fields = ["session"]
+
+
 @admin.register(Archetype)
 class ArchetypeAdmin(ReadOnlyAdmin):
     list_display = ["label", "key", "neuron", "size", "silhouette", "computed_at"]
     list_filter = ["neuron"]
+    search_fields = ["label", "key"]
+    date_hierarchy = "computed_at"
     list_select_related = ["neuron"]
     actions = ["recompute"]
 
@@ -113,6 +170,26 @@ class ContentSlotAdmin(admin.ModelAdmin):
     inlines = [ContentVariantInline]
 
 
+@admin.register(ArchetypeMembership)
+class ArchetypeMembershipAdmin(ReadOnlyAdmin):
+    list_display = ["profile", "archetype", "distance"]
+    list_filter = ["archetype"]
+    search_fields = ["=profile__public_id", "archetype__key"]
+    list_select_related = ["profile", "archetype"]
+    raw_id_fields = ["profile"]
+
+
+@admin.register(ContentVariant)
+class ContentVariantAdmin(admin.ModelAdmin):
+    """Variants are edited inside their slot too; this list shows them across slots."""
+
+    form = ContentVariantForm
+    list_display = ["key", "slot", "priority", "is_default", "is_active"]
+    list_filter = ["is_active", "is_default", "slot__neuron"]
+    search_fields = ["key", "slot__key"]
+    list_select_related = ["slot"]
+
+
 @admin.register(CategoryRule)
 class CategoryRuleAdmin(admin.ModelAdmin):
     list_display = ["path_prefix", "category", "neuron"]
@@ -133,12 +210,18 @@ class CategoryRuleAdmin(admin.ModelAdmin):
 @admin.register(ProfileInterest)
 class ProfileInterestAdmin(ReadOnlyAdmin):
     list_display = ["profile", "event_count", "engagement_score", "session_count", "as_of"]
+    search_fields = ["=profile__public_id"]
+    date_hierarchy = "as_of"
+    list_select_related = ["profile"]
     raw_id_fields = ["profile"]
 
 
 @admin.register(SessionInterest)
 class SessionInterestAdmin(ReadOnlyAdmin):
     list_display = ["session", "event_count", "as_of"]
+    search_fields = ["=session__public_id"]
+    date_hierarchy = "as_of"
+    list_select_related = ["session"]
     raw_id_fields = ["session"]
 
 
@@ -147,6 +230,7 @@ class ItemPopularityAdmin(ReadOnlyAdmin):
     list_display = ["item", "kind", "visitors", "neuron", "computed_at"]
     list_filter = ["neuron", "kind"]
     search_fields = ["item"]
+    date_hierarchy = "computed_at"
     actions = ["relearn"]
 
     @admin.action(description="Relearn co-occurrence for these sites now")
@@ -159,6 +243,7 @@ class ItemPopularityAdmin(ReadOnlyAdmin):
 
 @admin.register(ItemNeighbour)
 class ItemNeighbourAdmin(ReadOnlyAdmin):
-    list_display = ["item", "neighbour", "kind", "score", "together", "neuron"]
+    list_display = ["item", "neighbour", "kind", "score", "together", "neuron", "computed_at"]
     list_filter = ["neuron", "kind"]
     search_fields = ["item", "neighbour"]
+    date_hierarchy = "computed_at"

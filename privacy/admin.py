@@ -53,12 +53,16 @@ class DataSubjectRequestAdmin(ReadOnlyAdmin):
 class ErasureTombstoneAdmin(ReadOnlyAdmin):
     list_display = ["kind", "created_at", "request"]
     list_filter = ["kind"]
+    search_fields = ["=request__public_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["request"]
     exclude = ["identifier_hash"]
 
 
 @admin.register(RetentionPolicy)
 class RetentionPolicyAdmin(admin.ModelAdmin):
     list_display = ["data_type", "duration_days", "enabled", "last_run_at", "last_purged", "updated_at"]
+    list_filter = ["enabled"]
     fields = ["data_type", "duration_days", "enabled", "last_run_at", "last_purged"]
     readonly_fields = ["data_type", "last_run_at", "last_purged"]
 

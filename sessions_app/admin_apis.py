@@ -5,14 +5,9 @@ Every bulk operation is bounded, offers a dry run and is audited with its filter
 
 from __future__ import annotations
 
-import csv
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
-from django.core.handlers.asgi import ASGIRequest
-from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -26,14 +21,10 @@ from config.api.schema import BodyOnDeleteSchema
 from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
 from privacy.models import RequestStatus
 from privacy.selectors import data_subject_request_list
-from sessions_app.admin_selectors import (
-    EXPORT_NAMES,
-    EventCriteria,
-    session_admin_list,
-    session_export_rows,
-)
-from sessions_app.admin_services import sessions_bulk_update, sessions_erase, sessions_export_audit
+from sessions_app.admin_selectors import EventCriteria, session_admin_list
+from sessions_app.admin_services import sessions_bulk_update, sessions_erase
 from sessions_app.authentication import StaffSessionAuthentication
+from sessions_app.exports import EXPORT_FORMATS, sessions_export_response
 from sessions_app.models import UserSession
 
 PAGINATION_PARAMS = frozenset({"cursor", "pageSize"})
@@ -176,58 +167,8 @@ class IgnoreFormatNegotiation(DefaultContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class _Line:
-    """A write-only file for csv.writer that hands back what was written."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_stream(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    writer = csv.writer(_Line())
-    yield writer.writerow(EXPORT_NAMES).encode()
-    batch: list[str] = []
-    for row in rows:
-        row["consent"] = ";".join(sorted(k for k, v in row["consent"].items() if v is True))
-        batch.append(writer.writerow(row.values()))
-        if len(batch) >= 500:
-            yield "".join(batch).encode()
-            batch = []
-    if batch:
-        yield "".join(batch).encode()
-
-
-def _json_stream(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    yield b"["
-    first = True
-    batch: list[bytes] = []
-    for row in rows:
-        batch.append((b"" if first else b",") + orjson.dumps(row, default=str))
-        first = False
-        if len(batch) >= 500:
-            yield b"".join(batch)
-            batch = []
-    yield b"".join(batch) + b"]"
-
-
-async def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    # Thread-sensitive: every chunk is read on the thread (and so the database connection)
-    # that opened the cursor.
-    pull = sync_to_async(lambda: next(chunks, None), thread_sensitive=True)
-    while (chunk := await pull()) is not None:
-        yield chunk
-
-
-def _streaming_body(request: Any, chunks: Iterator[bytes]) -> Iterator[bytes] | AsyncIterator[bytes]:
-    """Under ASGI Django would buffer a sync iterator whole before sending; hand it an async one."""
-    if isinstance(getattr(request, "_request", request), ASGIRequest):
-        return _async_chunks(chunks)
-    return chunks
-
-
 class AdminSessionExportApi(StaffApi):
     content_negotiation_class = IgnoreFormatNegotiation
-    FORMATS = {"csv": ("text/csv; charset=utf-8", _csv_stream), "json": ("application/json", _json_stream)}
 
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=["csv", "json"], required=True)],
@@ -236,22 +177,16 @@ class AdminSessionExportApi(StaffApi):
     )
     def get(self, request):
         export_format = request.query_params.get("format", "")
-        if export_format not in self.FORMATS:
+        if export_format not in EXPORT_FORMATS:
             raise ValidationFailed(errors={"format": ["Must be csv or json."]})
         queryset = session_admin_list(filters=request.query_params, ignore=frozenset({"format"}))
-        count = queryset.count()
-        sessions_export_audit(
+        return sessions_export_response(
+            request=request,
+            queryset=queryset,
+            export_format=export_format,
             actor=request.user,
             selection={k: vs if len(vs) > 1 else vs[0] for k, vs in request.query_params.lists() if k != "format"},
-            count=count,
-            export_format=export_format,
         )
-        content_type, stream = self.FORMATS[export_format]
-        chunks = stream(session_export_rows(queryset=queryset))
-        response = StreamingHttpResponse(_streaming_body(request, chunks), content_type=content_type)
-        response["Content-Disposition"] = f'attachment; filename="sessions.{export_format}"'
-        response["X-Total-Count"] = str(count)
-        return response
 
 
 class AdminSessionBulkUpdateApi(StaffApi):

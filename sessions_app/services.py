@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +17,7 @@ from django.utils import timezone
 from config.api.errors import ValidationFailed
 from federation.models import Neuron
 from privacy.consent import consent_resolve, has_consent
-from privacy.services import audit_log, consent_session_opened, consent_update, identifier_is_erased
+from privacy.services import consent_session_opened, consent_update, identifier_is_erased
 from sessions_app.enrichment import RequestMeta
 from sessions_app.identity import device_is_shared, profile_identify
 from sessions_app.linking import identity_link_enqueue
@@ -292,20 +291,6 @@ def session_end(*, session: UserSession, reason: str = EndReason.CLIENT) -> User
     if updated:
         session.refresh_from_db()
     return session
-
-
-@transaction.atomic
-def sessions_end_by_staff(*, sessions: Iterable[UserSession], actor: Any) -> int:
-    """End live sessions on an operator's order (admin bulk action); one audit entry names them."""
-    ended = [session_end(session=s, reason=EndReason.ADMIN) for s in sessions if s.ended_at is None]
-    if ended:
-        audit_log(
-            actor=actor,
-            action="sessions.end",
-            subject=f"sessions:{len(ended)}",
-            details={"sessionIds": [str(s.public_id) for s in ended]},
-        )
-    return len(ended)
 
 
 def session_expire_idle(*, now: datetime | None = None, batch_size: int | None = None) -> int:

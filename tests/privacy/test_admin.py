@@ -18,21 +18,6 @@ def admin_client(client, django_user_model):
     return client
 
 
-def test_ending_sessions_in_bulk_is_one_audited_action(admin_client):
-    """The admin bulk action ends live sessions and writes one entry naming them."""
-    live = UserSessionFactory.create_batch(2)
-    response = admin_client.post(
-        "/admin/sessions_app/usersession/",
-        {"action": "end_sessions", "_selected_action": [s.pk for s in live]},
-    )
-    assert response.status_code == 302
-    assert UserSession.objects.filter(ended_at__isnull=True).count() == 0
-    entry = AuditEntry.objects.get(action="sessions.end")
-    assert entry.actor.startswith("user:") and sorted(entry.details["sessionIds"]) == sorted(
-        str(s.public_id) for s in live
-    )
-
-
 def test_erasing_a_profile_from_the_admin_runs_an_audited_request(admin_client, django_capture_on_commit_callbacks):
     """The admin action files a data-subject request that erases and verifies."""
     profile = GlobalUserProfileFactory()
