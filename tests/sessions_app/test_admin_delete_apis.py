@@ -9,9 +9,10 @@ from rest_framework.test import APIClient
 
 from privacy.models import AuditEntry, ConsentRecord, DataSubjectRequest, ErasureTombstone
 from sessions_app.models import BehaviorEvent, GlobalUserProfile, UserSession
-from tests.privacy.test_dsar import Person, bearer
+from tests.helpers import assert_problem, bearer
+from tests.privacy.test_dsar import Person
 from tests.sessions_app.factories import BehaviorEventFactory, GlobalUserProfileFactory, UserSessionFactory
-from tests.sessions_app.test_admin_apis import DELETE, assert_problem
+from tests.sessions_app.test_admin_apis import DELETE
 
 pytestmark = pytest.mark.django_db
 
