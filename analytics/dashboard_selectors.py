@@ -17,7 +17,6 @@ from django.utils import timezone
 from analytics import selectors as analytics
 from federation.models import Neuron
 from personalization.selectors import archetype_list
-from privacy.consent import PURPOSES
 from sessions_app.filters import SessionFilter
 from sessions_app.models import BehaviorEvent, SessionBridge, UserSession
 
@@ -119,26 +118,6 @@ def session_detail(*, public_id: Any) -> SessionDetail | None:
     return SessionDetail(
         session=session, events=events, journey=journey, links=links, profile_sessions=profile_sessions
     )
-
-
-def consent_rates(*, since: datetime) -> dict[str, Any]:
-    """Share of sessions started since `since` that granted each purpose (from their consent snapshots)."""
-    sessions = UserSession.objects.filter(started_at__gte=since)
-    counts = sessions.aggregate(
-        total=Count("id"),
-        gpc=Count("id", filter=Q(gpc=True)),
-        **{purpose: Count("id", filter=Q(**{f"consent__{purpose}": True})) for purpose in PURPOSES},
-    )
-    total = counts.pop("total")
-    gpc = counts.pop("gpc")
-    return {
-        "total": total,
-        "gpc": gpc,
-        "rates": [
-            {"purpose": purpose, "granted": counts[purpose], "rate": (counts[purpose] / total) if total else 0.0}
-            for purpose in PURPOSES
-        ],
-    }
 
 
 def top_pages_now(*, minutes: int = 30, limit: int = 8, now: datetime | None = None) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from analytics import dashboard_selectors as selectors
 from analytics.dashboard_forms import FunnelForm, JourneyForm, OverviewForm, ReportForm, RetentionForm, SegmentsForm
 from privacy.consent import PURPOSES
+from privacy.selectors import privacy_report_site
 
 PAGE_SIZE = 50
 RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90)}
@@ -177,9 +178,23 @@ def session_page(request: HttpRequest, public_id: Any) -> HttpResponse:
 @staff_member_required
 def privacy_centre(request: HttpRequest) -> HttpResponse:
     range_key, span = _range(request, "30d")
+    # Privacy's own report (what staff get from /api/sessions/privacy-report), over the chosen range.
+    report = privacy_report_site(window=span)
+    consent = report["consentRates"]
     return _page(
         request,
         "dashboard/privacy.html",
         "privacy",
-        {"range_key": range_key, "consent": selectors.consent_rates(since=timezone.now() - span)},
+        {
+            "range_key": range_key,
+            "consent": consent,
+            # The consent chart's rows; with no session in the range every rate is 0 %.
+            "consent_rows": [
+                {"purpose": purpose, "granted": consent["granted"][purpose], "rate": rate or 0.0}
+                for purpose, rate in consent["rates"].items()
+            ],
+            "requests": report["requests"],
+            "retention": report["retention"],
+            "audit": report["auditChain"],
+        },
     )

@@ -98,14 +98,19 @@ def privacy_report_for_session(*, session: UserSession, now: datetime | None = N
     }
 
 
-def privacy_report_site(*, now: datetime | None = None) -> dict[str, Any]:
-    """For staff: consent rates, open requests and their age, retention status, audit chain status."""
+def privacy_report_site(*, now: datetime | None = None, window: timedelta = CONSENT_RATE_WINDOW) -> dict[str, Any]:
+    """For staff: consent rates, open requests and their age, retention status, audit chain status.
+
+    Consent rates count the sessions started within `window` (30 days unless asked otherwise)."""
     now = now or timezone.now()
-    recent = UserSession.objects.filter(started_at__gte=now - CONSENT_RATE_WINDOW)
+    recent = UserSession.objects.filter(started_at__gte=now - window)
     aggregates = recent.aggregate(
-        total=Count("pk"), **{p: Count("pk", filter=Q(**{f"consent__{p}": True})) for p in PURPOSES}
+        total=Count("pk"),
+        gpc=Count("pk", filter=Q(gpc=True)),
+        **{p: Count("pk", filter=Q(**{f"consent__{p}": True})) for p in PURPOSES},
     )
     total = aggregates.pop("total")
+    gpc = aggregates.pop("gpc")
     open_requests = list(
         DataSubjectRequest.objects.filter(status__in=OPEN_STATUSES)
         .order_by("created_at")
@@ -118,9 +123,11 @@ def privacy_report_site(*, now: datetime | None = None) -> dict[str, Any]:
     chain = audit_verify()
     return {
         "consentRates": {
-            "windowDays": CONSENT_RATE_WINDOW.days,
+            "windowDays": int(days) if (days := window / timedelta(days=1)).is_integer() else round(days, 3),
             "sessions": total,
+            "granted": {p: aggregates[p] for p in PURPOSES},
             "rates": {p: (aggregates[p] / total if total else None) for p in PURPOSES},
+            "gpc": gpc,
         },
         "requests": {
             "byStatus": by_status,

@@ -7,9 +7,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from privacy.audit import audit_log
+from privacy.dsar import dsar_create
 from sessions_app.models import BridgeMethod, BridgeStatus, SessionBridge
 from tests.federation.factories import NeuronFactory
 from tests.sessions_app.factories import BehaviorEventFactory, GlobalUserProfileFactory, UserSessionFactory
@@ -172,15 +175,60 @@ def test_unknown_session_page_is_404(operator_client):
 
 
 def test_privacy_centre_reports_consent_rates(operator_client):
-    """Consent rates are the share of recent sessions that granted each purpose."""
+    """Consent rates are privacy's report over the chosen range: the share of its sessions granting each purpose."""
     UserSessionFactory.create_batch(3, consent={"analytics": True, "marketing": True})
     UserSessionFactory(consent={"analytics": True}, gpc=True)
     UserSessionFactory(started_at=timezone.now() - timedelta(days=60), consent={"analytics": False})
     response = operator_client.get("/dashboard/privacy/?range=30d")
-    rates = {r["purpose"]: r for r in response.context["consent"]["rates"]}
-    assert response.context["consent"]["total"] == 4
-    assert rates["analytics"]["rate"] == 1.0 and rates["marketing"]["rate"] == 0.75
-    assert response.context["consent"]["gpc"] == 1
+    consent = response.context["consent"]
+    rows = {r["purpose"]: r for r in response.context["consent_rows"]}
+    assert consent["sessions"] == 4 and consent["windowDays"] == 30 and consent["gpc"] == 1
+    assert rows["analytics"]["rate"] == 1.0 and rows["marketing"]["rate"] == 0.75 and rows["marketing"]["granted"] == 3
+    assert 'id="consent-data"' in response.content.decode()
+
+    day = operator_client.get("/dashboard/privacy/?range=24h").context["consent"]
+    assert day["windowDays"] == 1 and day["sessions"] == 4
+    UserSessionFactory(started_at=timezone.now() - timedelta(days=2))
+    assert operator_client.get("/dashboard/privacy/?range=24h").context["consent"]["sessions"] == 4
+    assert operator_client.get("/dashboard/privacy/?range=7d").context["consent"]["sessions"] == 5
+
+
+def test_privacy_centre_with_no_sessions_draws_zero_rates(operator_client):
+    response = operator_client.get("/dashboard/privacy/")
+    assert response.status_code == 200
+    assert {r["rate"] for r in response.context["consent_rows"]} == {0.0}
+
+
+def test_privacy_centre_lists_open_requests_retention_and_the_audit_chain(operator_client):
+    """The other three panels: open data-subject requests, each retention policy, the chain's verification."""
+    session = UserSessionFactory()
+    request, _ = dsar_create(
+        kind="export", value=str(session.public_id), subject_type="sessionId", requested_by="staff"
+    )
+    UserSessionFactory(started_at=timezone.now() - timedelta(days=500))  # past the 13-month policy
+    response = operator_client.get("/dashboard/privacy/")
+    html = response.content.decode()
+    assert [r["requestId"] for r in response.context["requests"]["open"]] == [str(request.public_id)]
+    assert str(request.public_id)[:8] in html and "1 open" in html
+    retention = {p["dataType"]: p for p in response.context["retention"]}
+    assert retention["sessions"]["overdueRows"] == 1 and retention["sessions"]["durationDays"] == 395
+    assert re.search(r"<td>sessions</td>\s*<td class=\"num\">395</td>", html)
+    audit = response.context["audit"]
+    assert audit["ok"] is True and audit["checked"] == 1  # the request's own entry
+    assert "verified" in html and "broken" not in html
+
+
+def test_privacy_centre_shows_a_broken_audit_chain(operator_client):
+    audit_log(actor="system", action="x.y", subject="s:1")
+    audit_log(actor="system", action="x.y", subject="s:2")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute("UPDATE privacy_audit_log SET actor = 'mallory' WHERE seq = 1")
+    response = operator_client.get("/dashboard/privacy/")
+    assert response.context["audit"]["ok"] is False
+    html = response.content.decode()
+    assert "broken" in html and "entry #1" in html
 
 
 def test_favicon_redirects_to_a_static_icon(client):

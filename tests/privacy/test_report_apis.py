@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from privacy.audit import audit_log
 from privacy.dsar import dsar_create
 from privacy.models import AuditEntry
+from privacy.selectors import privacy_report_site
 from tests.sessions_app.factories import BehaviorEventFactory, UserSessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -131,6 +132,19 @@ def test_staff_report_summarises_consent_requests_retention_and_the_chain(staff_
     assert report["requests"]["oldestOpenAgeSeconds"] >= 0
     assert {r["dataType"] for r in report["retention"]} >= {"events", "audit_log"}
     assert report["auditChain"]["ok"] is True and report["auditChain"]["checked"] == 1
+
+
+def test_site_report_counts_consent_over_a_chosen_window_with_gpc(db):
+    """The dashboard asks for its own range; granted counts and GPC signals come with the rates."""
+    UserSessionFactory(consent={"analytics": True}, gpc=True)
+    UserSessionFactory(consent={"analytics": False}, started_at=timezone.now() - timedelta(days=3))
+    day = privacy_report_site(window=timedelta(days=1))["consentRates"]
+    assert day["windowDays"] == 1 and day["sessions"] == 1 and day["gpc"] == 1
+    assert day["granted"]["analytics"] == 1 and day["rates"]["analytics"] == 1.0
+    month = privacy_report_site()["consentRates"]
+    assert month["windowDays"] == 30 and month["sessions"] == 2 and month["rates"]["analytics"] == 0.5
+    hours = privacy_report_site(window=timedelta(hours=12))["consentRates"]
+    assert hours["windowDays"] == 0.5
 
 
 def test_staff_report_shows_a_broken_chain(staff_client):
