@@ -193,6 +193,11 @@ def segment_members(*, segment: Segment) -> QuerySet[SegmentMembership]:
     return SegmentMembership.objects.filter(segment=segment).select_related("session", "session__profile")
 
 
+def segment_member_session_ids(*, neuron_slug: str, slug: str) -> QuerySet[SegmentMembership]:
+    """Session ids on a segment's stored list (its last materialization), as a subquery."""
+    return SegmentMembership.objects.filter(segment__neuron__slug=neuron_slug, segment__slug=slug).values("session_id")
+
+
 def segment_get(*, segment_id: int) -> Segment | None:
     return Segment.objects.select_related("neuron").filter(pk=segment_id).first()
 

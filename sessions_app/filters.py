@@ -10,13 +10,30 @@ import uuid
 
 import django_filters
 from django import forms
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from personalization.selectors import rule_segments_summary, segment_member_session_ids
 from privacy.consent import PURPOSES
 from sessions_app.models import DeviceType, UserSession
 
 PURPOSE_CHOICES = [(p, p) for p in PURPOSES]
 DATETIME_INPUT = forms.DateTimeInput(attrs={"type": "datetime-local"})
+
+
+def segment_choices() -> list[tuple[str, list[tuple[str, str]]]]:
+    """The segments of the segments report (analytics), by the same ids.
+
+    Built in: new vs returning visitors, device type, consent granted per purpose (country
+    has its own filter). Then the active rule segments of personalization, whose stored
+    lists (the last materialization) are what the filter selects. Called when the form is
+    validated or drawn, so a segment created a moment ago is offered.
+    """
+    return [
+        ("Visitors", [("visitors:new", "New visitors"), ("visitors:returning", "Returning visitors")]),
+        ("Device", [(f"device:{value}", label) for value, label in DeviceType.choices]),
+        ("Consent granted", [(f"consent:{purpose}", purpose) for purpose in PURPOSES]),
+        ("Rule segments", [(s["id"], s["name"]) for s in rule_segments_summary()]),
+    ]
 
 
 class SessionFilter(django_filters.FilterSet):
@@ -57,6 +74,12 @@ class SessionFilter(django_filters.FilterSet):
         field_name="event_count", lookup_expr="gte", min_value=0, label="Min. events"
     )
     landingPage = django_filters.CharFilter(field_name="landing_page", lookup_expr="startswith", label="Landing page")
+    segment = django_filters.ChoiceFilter(
+        choices=segment_choices,
+        method="filter_segment",
+        label="Segment",
+        help_text="visitors:new|returning, device:<type>, consent:<purpose>, or rule:<site>:<segment>.",
+    )
 
     class Meta:
         model = UserSession
@@ -83,6 +106,21 @@ class SessionFilter(django_filters.FilterSet):
     def filter_consent_denied(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         # A purpose never decided counts as denied: that is how consent_resolve treats it.
         return queryset.exclude(**{f"consent__{value}": True})
+
+    def filter_segment(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        kind, _, rest = value.partition(":")
+        if kind == "visitors":
+            # New: the device's first session on that site, as the segments report counts it.
+            earlier = UserSession.objects.filter(
+                neuron=OuterRef("neuron"), anonymous_id=OuterRef("anonymous_id"), started_at__lt=OuterRef("started_at")
+            )
+            return queryset.filter(~Exists(earlier) if rest == "new" else Exists(earlier))
+        if kind == "device":
+            return queryset.filter(device_type=rest)
+        if kind == "consent":
+            return queryset.filter(**{f"consent__{rest}": True})
+        site, _, slug = rest.partition(":")
+        return queryset.filter(pk__in=segment_member_session_ids(neuron_slug=site, slug=slug))
 
     def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         value = value.strip()
