@@ -2,7 +2,55 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from analytics.models import DailyRollup, HourlyRollup, RollupPeriod, RollupWatermark
+from analytics.models import (
+    Action,
+    DailyRollup,
+    HourlyRollup,
+    RollupPeriod,
+    RollupWatermark,
+    SessionSequence,
+    Visitor,
+)
+
+
+class JobOutputAdmin(admin.ModelAdmin):
+    """Tables the rollup jobs build and rebuild (sequences, their vocabulary, visitors): read-only."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # erasure and retention remove these with the sessions they derive from
+
+
+@admin.register(SessionSequence)
+class SessionSequenceAdmin(JobOutputAdmin):
+    list_display = ["session", "neuron", "started_at", "device_type", "country", "event_count", "last_event_at"]
+    list_filter = ["neuron", "device_type", "started_at"]
+    search_fields = ["=session__public_id", "=anonymous_id"]
+    date_hierarchy = "started_at"
+    list_select_related = ["session", "neuron"]
+    exclude = ["events"]  # packed binary; the session's events are on its own page
+    raw_id_fields = ["session", "visitor"]
+
+
+@admin.register(Visitor)
+class VisitorAdmin(JobOutputAdmin):
+    list_display = ["pk", "neuron", "anonymous_id", "last_seen_at"]
+    list_filter = ["neuron", "last_seen_at"]
+    search_fields = ["=anonymous_id"]
+    date_hierarchy = "last_seen_at"
+    list_select_related = ["neuron"]
+
+
+@admin.register(Action)
+class ActionAdmin(JobOutputAdmin):
+    list_display = ["event_type", "event_name", "page_path"]
+    list_filter = ["event_type"]
+    search_fields = ["event_name", "page_path"]
 
 
 class RollupAdmin(admin.ModelAdmin):
