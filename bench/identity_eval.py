@@ -33,6 +33,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,6 +64,7 @@ class Device:
     consent: bool
     users: list[int]
     home: str
+    household_size: int = 1
     office: str | None = None
     anonymous_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     last_session: dict | None = None
@@ -98,6 +100,7 @@ def build_population(rng: random.Random, n_devices: int, days: int) -> tuple[lis
         household += 1
         home = f"81.{household // 65000}.{(household // 250) % 260}.{household % 250}"
         members = []
+        first_device = len(devices)
         for _ in range(rng.choices([1, 2, 3, 4], [0.3, 0.35, 0.2, 0.15])[0]):
             person = Person(
                 id=len(people),
@@ -113,6 +116,8 @@ def build_population(rng: random.Random, n_devices: int, days: int) -> tuple[lis
         if len(members) >= 2 and rng.random() < 0.25:
             users = [m.id for m in rng.sample(members, 2)]
             devices.append(_device(rng, len(devices), "tablet", users, home, None, common_hashes))
+        for device in devices[first_device:]:
+            device.household_size = len(members)
 
     start = datetime.now(UTC) - timedelta(days=days)
     visits: list[Visit] = []
@@ -148,6 +153,37 @@ def network_for(rng: random.Random, visit: Visit, carriers: list[str]) -> str:
     if device.office and rng.random() < 0.6:
         return device.office
     return device.home
+
+
+@contextmanager
+def timed(spent: Counter):
+    """Time the linking job's parts: loading candidates, each signal, applying links."""
+    from sessions_app import linking
+
+    parts = {
+        "loading sessions": "candidates_load",
+        "finding places": "place_networks_for",
+        "fingerprint signal": "fingerprint_signals",
+        "network signal": "network_signals",
+        "applying links": "link_apply",
+    }
+
+    def wrap(name, function):
+        def timed_call(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                link = kwargs.get("link")
+                label = f"applying {link.method} links (merge or suggest)" if link is not None else name
+                spent[label] += time.perf_counter() - t0
+
+        return timed_call
+
+    with ExitStack() as stack:
+        for name, attribute in parts.items():
+            stack.enter_context(mock.patch.object(linking, attribute, wrap(name, getattr(linking, attribute))))
+        yield
 
 
 class UnionFind:
@@ -203,6 +239,201 @@ def clusters_now(neuron) -> dict[int, object]:
     return {s: (survivors[p][0] if p else ("anon", anon)) for s, p, anon in rows}
 
 
+# --- breakdowns ------------------------------------------------------------------------------------
+
+SCENARIOS = ("lives alone", "family home", "colliding fingerprint", "family tablet")
+# A pair joined through several merges is named after the least certain one.
+EDGE_ORDER = {"user_id": 1, "alias": 2, "fingerprint": 3, "network": 4}
+
+
+def device_scenario(device: Device, hash_devices: Counter) -> str:
+    if device.shared:
+        return "family tablet"
+    if hash_devices[device.fingerprint] > 1:
+        return "colliding fingerprint"
+    return "family home" if device.household_size > 1 else "lives alone"
+
+
+def pair_scenario(a: str, b: str) -> str:
+    return max(a, b, key=SCENARIOS.index)
+
+
+def pair_origins(neuron, clusters: dict[int, object]) -> tuple[dict[int, object], dict, set[int]]:
+    """Where each session's profile came from, for naming the method that joined a pair.
+
+    origin: the profile a session was first put in (identify, restore, the linking job), before any
+    merge moved it; parent: the merge tree (source profile -> (target, method)); identified: profiles
+    with a user id."""
+    from sessions_app.models import GlobalUserProfile, ProfileMerge, UserSession
+
+    parent: dict[int, tuple[int, str]] = {}
+    first_source: dict[int, int] = {}
+    merges = ProfileMerge.objects.filter(neuron=neuron, undone_at__isnull=True).order_by("merged_at", "pk")
+    for source, target, method, moved in merges.values_list("source_id", "target_id", "method", "moved"):
+        parent[source] = (target, method)
+        for s in moved.get("sessions", []):
+            first_source.setdefault(s, source)
+
+    def root(pk: int) -> int:
+        while pk in parent:
+            pk = parent[pk][0]
+        return pk
+
+    origin: dict[int, object] = {}
+    for s, profile_id in UserSession.objects.filter(neuron=neuron).values_list("pk", "profile_id"):
+        if profile_id is None:
+            origin[s] = clusters[s]
+            continue
+        first = first_source.get(s)
+        # Moved out of the merged profile since (an identify on a shared device): its own origin.
+        origin[s] = first if first is not None and root(first) == clusters[s] else clusters[s]
+    identified = set(
+        GlobalUserProfile.objects.filter(neuron=neuron, user_id_hash__isnull=False).values_list("pk", flat=True)
+    )
+    return origin, parent, identified
+
+
+def join_method(
+    o1, o2, parent: dict, identified: set[int], signed_in: tuple[bool, bool], roles: tuple[str, str]
+) -> str:
+    """The method that put two sessions (with origins o1, o2) in one profile."""
+    if o1 == o2:
+        if isinstance(o1, tuple) or o1 not in identified:
+            return "same anonymous id"
+        if all(signed_in):
+            return "identify: signed-in sessions"
+        when = {role for role, signed in zip(roles, signed_in, strict=True) if not signed}
+        return f"identify: same device, {'/'.join(sorted(when))}"
+    path1, node = [], o1
+    while node in parent:
+        path1.append((node, parent[node][1]))
+        node = parent[node][0]
+    up1 = {n for n, _ in path1} | {node}
+    methods, node = [], o2
+    while node not in up1:
+        if node not in parent:
+            return "unknown"  # not one merge tree: the records disagree with the profiles
+        methods.append(parent[node][1])
+        node = parent[node][0]
+    lca = node
+    for n, method in path1:
+        if n == lca:
+            break
+        methods.append(method)
+    edge = max(methods, key=lambda m: EDGE_ORDER.get(m, 0))
+    return {"user_id": "identify: merged anonymous profile"}.get(edge, edge)
+
+
+@dataclass
+class Tally:
+    predicted: int = 0
+    right: int = 0
+    knowable: int = 0
+    knowable_hit: int = 0
+
+    def line(self, label: str, knowable_total: int | None = None) -> str:
+        precision = self.right / self.predicted if self.predicted else float("nan")
+        total = self.knowable if knowable_total is None else knowable_total
+        recall = self.knowable_hit / total if total else float("nan")
+        return (
+            f"  {label:<38} pairs {self.predicted:>8}  wrong {self.predicted - self.right:>7}  "
+            f"precision {precision:.4f}  knowable {total:>8}  recall {recall:.4f}"
+        )
+
+
+def breakdown(neuron, clusters, person_of, knowable_of, scenario_of, signed_in, household_of) -> None:
+    """Pairs put into one profile, by the method that joined them and by scenario, against the truth."""
+    from sessions_app.models import UserSession
+
+    origin, parent, identified = pair_origins(neuron, clusters)
+    # An unsigned session that shares a profile with its device's sign-in: before or after it?
+    started = dict(UserSession.objects.filter(neuron=neuron).values_list("pk", "started_at"))
+    anonymous = dict(UserSession.objects.filter(neuron=neuron).values_list("pk", "anonymous_id"))
+    first_sign_in: dict[tuple, datetime] = {}
+    for s in person_of:
+        key = (origin[s], anonymous[s])
+        if signed_in[s] and (key not in first_sign_in or started[s] < first_sign_in[key]):
+            first_sign_in[key] = started[s]
+    role = {}
+    for s in person_of:
+        first = first_sign_in.get((origin[s], anonymous[s]))
+        role[s] = "no sign-in there" if first is None else "before sign-in" if started[s] < first else "after sign-in"
+    by_method: dict[str, Tally] = defaultdict(Tally)
+    by_scenario: dict[str, Tally] = defaultdict(Tally)
+    wrong: Counter = Counter()
+    members: dict[object, list[int]] = defaultdict(list)
+    for s in person_of:
+        members[clusters[s]].append(s)
+    for sessions in members.values():
+        for i, a in enumerate(sessions):
+            for b in sessions[i + 1 :]:
+                method = join_method(
+                    origin[a], origin[b], parent, identified, (signed_in[a], signed_in[b]), (role[a], role[b])
+                )
+                scenario = pair_scenario(scenario_of[a], scenario_of[b])
+                right = person_of[a] == person_of[b]
+                hit = knowable_of[a] == knowable_of[b]
+                for tally in (by_method[method], by_scenario[scenario]):
+                    tally.predicted += 1
+                    tally.right += right
+                    tally.knowable_hit += hit
+                if not right:
+                    home = "same household" if household_of[a] == household_of[b] else "other households"
+                    wrong[(method, scenario, home)] += 1
+    knowable: dict[object, list[int]] = defaultdict(list)
+    for s, component in knowable_of.items():
+        knowable[component].append(s)
+    total_knowable = 0
+    for sessions in knowable.values():
+        for i, a in enumerate(sessions):
+            for b in sessions[i + 1 :]:
+                by_scenario[pair_scenario(scenario_of[a], scenario_of[b])].knowable += 1
+                total_knowable += 1
+    print("pairs in one profile, by the method that joined them (recall: share of all knowable pairs):")
+    for method in sorted(by_method, key=lambda m: -by_method[m].predicted):
+        print(by_method[method].line(method, total_knowable))
+    print("the same pairs by scenario (the rarer situation of the two sessions' devices):")
+    for scenario in SCENARIOS:
+        print(by_scenario[scenario].line(scenario))
+    print("wrong pairs by method | scenario | where the two people live:")
+    for key, count in sorted(wrong.items(), key=lambda item: -item[1])[:12]:
+        print(f"  {count:>7}  " + " | ".join(key))
+
+
+def family_tablets(clusters, person_of, session_device, signed_in, session_network) -> None:
+    """Wrong pairs at family tablets, by what could have told the tablet was shared."""
+    people_at: dict[str, set[int]] = defaultdict(set)
+    for s, person in person_of.items():
+        if signed_in[s] and not session_device[s].shared:
+            people_at[session_network[s]].add(person)
+    members: dict[object, list[int]] = defaultdict(list)
+    for s in person_of:
+        members[clusters[s]].append(s)
+    wrong_at: Counter = Counter()
+    for sessions in members.values():
+        for i, a in enumerate(sessions):
+            for b in sessions[i + 1 :]:
+                if person_of[a] != person_of[b]:
+                    for x in (a, b):
+                        if session_device[x].shared:
+                            wrong_at[session_device[x].id] += 1
+    table: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    tablets = {session_device[s].id: session_device[s] for s in person_of if session_device[s].shared}
+    signers_of: dict[int, set[int]] = defaultdict(set)
+    for s, person in person_of.items():
+        if session_device[s].shared and signed_in[s]:
+            signers_of[session_device[s].id].add(person)
+    for device in tablets.values():
+        signers = signers_of[device.id]
+        at_home = len(people_at[device.home])
+        key = (f"signed in on it: {len(signers)}", f"signed-in people at home: {min(at_home, 2)}")
+        table[key][0] += 1
+        table[key][1] += wrong_at[device.id]
+    print("family tablets | tablets | wrong pairs:")
+    for key, (count, wrong) in sorted(table.items()):
+        print(f"  {' | '.join(key)}: {count} tablets, {wrong} wrong pairs")
+
+
 def explain(neuron, person_of: dict[int, int], session_device: dict[int, Device]) -> None:
     """Merged probabilistic links by method and device situation, right or wrong at the two sessions."""
     from sessions_app.models import SessionBridge
@@ -224,31 +455,9 @@ def explain(neuron, person_of: dict[int, int], session_device: dict[int, Device]
         where = "same place" if fp.get("samePlace") else f"places={fp.get('places', '-')}"
         right = "right" if person_of[a] == person_of[b] else "WRONG"
         table[(bridge.method, situation, where, right)] += 1
+    print("merged probabilistic links (bridges) by method | devices | place | truth at their two sessions:")
     for key, count in sorted(table.items(), key=lambda item: -item[1]):
         print(f"  {count:>6}  " + " | ".join(str(k) for k in key))
-
-
-def explain_misses(clusters, knowable_of, session_device, logged_in, session_consent) -> None:
-    """Knowable same-person pairs left in different profiles, by what connects them."""
-    table: Counter = Counter()
-    by_component: dict[object, dict[object, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for s, component in knowable_of.items():
-        by_component[component][clusters[s]].append(s)
-    for parts in by_component.values():
-        groups = list(parts.values())
-        for i, g1 in enumerate(groups):
-            for g2 in groups[i + 1 :]:
-                a, b = g1[0], g2[0]
-                devices1 = {session_device[x].id for x in g1}
-                devices2 = {session_device[x].id for x in g2}
-                kind = "a device in common" if devices1 & devices2 else "no device in common"
-                login = (any(logged_in[x] for x in g1), any(logged_in[x] for x in g2))
-                consent = (any(session_consent[x] for x in g1), any(session_consent[x] for x in g2))
-                table[(kind, f"login={login}", f"fpconsent={consent}")] += len(g1) * len(g2)
-                del a, b
-    print("missed knowable pairs:")
-    for key, count in sorted(table.items(), key=lambda item: -item[1])[:12]:
-        print(f"  {count:>6}  " + " | ".join(key))
 
 
 def main() -> None:
@@ -303,6 +512,7 @@ def main() -> None:
     session_device: dict[int, Device] = {}
     session_anon: dict[int, str] = {}
     session_consent: dict[int, bool] = {}
+    session_network: dict[int, str] = {}
     logged_in: dict[int, bool] = {}
     t0 = time.perf_counter()
     # The per-session task is held back so that the job below is measured on its own.
@@ -316,8 +526,9 @@ def main() -> None:
                 device.last_session = None
             elif device.last_session is not None:
                 restore = device.last_session  # the session manager restores from its stored token
+            network = network_for(rng, visit, carriers)
             meta = RequestMeta(
-                ip_truncated=network_for(rng, visit, carriers),
+                ip_truncated=network,
                 country="GB",
                 device=DeviceInfo(device.kind, device.browser, "", device.os, ""),
                 gpc=False,
@@ -351,14 +562,17 @@ def main() -> None:
             session_device[session.pk] = device
             session_anon[session.pk] = device.anonymous_id
             session_consent[session.pk] = device.consent
+            session_network[session.pk] = network
             logged_in[session.pk] = bool(login)
     generation = time.perf_counter() - t0
     print(f"generation through the services: {generation:.1f} s ({len(visits) / generation:.0f} visits/s)")
 
     before = ProfileMerge.objects.filter(neuron=neuron).count()
     deterministic_clusters = clusters_now(neuron)
+    spent: Counter = Counter()
     t0 = time.perf_counter()
-    run = identity_link_sweep(neuron_id=neuron.pk)
+    with timed(spent):
+        run = identity_link_sweep(neuron_id=neuron.pk)
     job = time.perf_counter() - t0
     t0 = time.perf_counter()
     again = identity_link_sweep(neuron_id=neuron.pk)
@@ -367,6 +581,11 @@ def main() -> None:
     print(
         f"linking job: {job:.1f} s over {len(visits)} sessions; scored {run.scored} profile pairs, "
         f"merged {run.merged}, suggested {run.suggested}"
+    )
+    print(
+        "  of which: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in spent.most_common())
+        + f", other {job - sum(spent.values()):.1f} s"
     )
     print(f"second run (idempotent): {job_again:.1f} s, merged {again.merged}, suggested {again.suggested}")
 
@@ -402,7 +621,12 @@ def main() -> None:
         f"bridges: {probabilistic.filter(status='merged').count()} probabilistic merged, "
         f"{probabilistic.filter(status='suggested').count()} suggested for an operator"
     )
-    print(f"pairs: {ours['all_true']} same-person pairs, {ours['knowable']} knowable from consented signals")
+    share = ours["knowable"] / ours["all_true"] if ours["all_true"] else 1.0
+    print(
+        f"pairs: {ours['all_true']} same-person pairs, {ours['knowable']} ({share:.1%}) knowable from "
+        "consented signals (a user id, an anonymous id or a unique consented fingerprint on a device "
+        "only that person uses)"
+    )
     for label, figures in (
         ("identify/alias only (before the job)", deterministic),
         ("scored linking (ours)", ours),
@@ -422,9 +646,12 @@ def main() -> None:
         f"recall(knowable) {alone['recall_knowable']:.4f}   recall(all) {alone['recall_all']:.4f}"
         f"   pairs merged {alone['predicted']}"
     )
+    scenario_of = {s: device_scenario(session_device[s], hash_devices) for s in person_of}
+    household_of = {s: session_device[s].home for s in person_of}
+    breakdown(neuron, final, person_of, knowable_of, scenario_of, logged_in, household_of)
     if args.explain:
         explain(neuron, person_of, session_device)
-        explain_misses(clusters_now(neuron), knowable_of, session_device, logged_in, session_consent)
+        family_tablets(final, person_of, session_device, logged_in, session_network)
     added = ours["predicted"] - deterministic["predicted"]
     added_true = ours["true_pos"] - deterministic["true_pos"]
     print(

@@ -454,6 +454,10 @@ IDENTITY_SUGGEST_THRESHOLD = env_float("IDENTITY_SUGGEST_THRESHOLD", 0.3)
 IDENTITY_FINGERPRINT_WEIGHT = env_float("IDENTITY_FINGERPRINT_WEIGHT", 0.99)
 IDENTITY_FINGERPRINT_HALF_LIFE = timedelta(days=env_float("IDENTITY_FINGERPRINT_HALF_LIFE_DAYS", 180))
 IDENTITY_SHARED_DEVICE_CAP = env_float("IDENTITY_SHARED_DEVICE_CAP", 0.5)
+# Device types a household passes around (a family tablet): their sessions are attributed one by
+# one, never as one visitor (sessions_app/identity.py, device_is_shared). Empty: only devices on
+# which two user ids signed in count as shared.
+IDENTITY_SHARED_DEVICE_TYPES = env_list("IDENTITY_SHARED_DEVICE_TYPES", ["tablet"])
 IDENTITY_PLACE_MAX_DEVICES = env_int("IDENTITY_PLACE_MAX_DEVICES", 30)
 IDENTITY_PLACE_WINDOW = timedelta(days=env_float("IDENTITY_PLACE_WINDOW_DAYS", 30))
 IDENTITY_NETWORK_WEIGHT = env_float("IDENTITY_NETWORK_WEIGHT", 0.6)

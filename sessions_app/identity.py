@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -452,30 +453,61 @@ def bridge_reject(*, bridge: SessionBridge, actor: Any, now: datetime | None = N
 # --- identify and alias --------------------------------------------------------------------------
 
 
-def device_is_shared(*, neuron_id: int, anonymous_id: str) -> bool:
-    """More than one user id was seen on this anonymous id (a family tablet, a shared computer)."""
-    users = (
-        UserSession.objects.filter(neuron_id=neuron_id, anonymous_id=anonymous_id, profile__user_id_hash__isnull=False)
-        .values_list("profile__user_id_hash", flat=True)
-        .distinct()[:2]
-    )
-    return len(users) > 1
+def device_is_shared(*, neuron_id: int, anonymous_id: str, device_type: str | None = None) -> bool:
+    """Whether this device's sessions are attributed one by one rather than as one visitor.
+
+    A device is shared when it is of a type households pass around
+    (IDENTITY_SHARED_DEVICE_TYPES, tablets by default: a family tablet signed in by one member
+    is used by the others without signing in), or when more than one user id signed in on its
+    anonymous id (a shared computer). `device_type` is the session's; None looks at the
+    anonymous id's sessions.
+    """
+    shared_types = settings.IDENTITY_SHARED_DEVICE_TYPES
+    device = UserSession.objects.filter(neuron_id=neuron_id, anonymous_id=anonymous_id)
+    if device_type is not None:
+        if device_type in shared_types:
+            return True
+    elif shared_types and device.filter(device_type__in=shared_types).exists():
+        return True
+    signed_in = device.filter(profile__user_id_hash__isnull=False)
+    return len(signed_in.values_list("profile__user_id_hash", flat=True).distinct()[:2]) > 1
 
 
-def _attach_device(*, session: UserSession, profile: GlobalUserProfile) -> None:
+def _attach_device(
+    *, session: UserSession, profile: GlobalUserProfile, previous: GlobalUserProfile | None, shared: bool
+) -> None:
     """The session joins `profile`, and so do its anonymous id's sessions without a profile yet,
-    unless the device is shared: once the anonymous id has served another user, its anonymous
-    sessions may be anyone's, so only the identified session moves."""
+    unless the device is shared (device_is_shared, or another user signed in on this anonymous
+    id): then its other sessions may be anyone's, so only the identified session moves, with its
+    anonymous events (those of `previous` when that is an anonymous profile)."""
     device = UserSession.objects.filter(neuron_id=session.neuron_id, anonymous_id=session.anonymous_id)
-    shared = (
+    others = (
         device.exclude(pk=session.pk)
         .filter(profile__user_id_hash__isnull=False)
         .exclude(profile__user_id_hash=profile.user_id_hash)
-        .exists()
     )
+    if others.exists():
+        # A second user signs in here: the device was shared all along. The earlier user keeps the
+        # sessions they signed in on; those that reached them only through the device (before or
+        # after their sign-in) may have been anyone's, and go back to being anonymous visits.
+        shared = True
+        by_device = list(others.filter(identified_at__isnull=True).values_list("pk", "profile_id"))
+        if by_device:
+            ids = [pk for pk, _ in by_device]
+            UserSession.objects.filter(pk__in=ids).update(profile=None)
+            BehaviorEvent.objects.filter(session_id__in=ids, profile_id__in={p for _, p in by_device}).update(
+                profile=None
+            )
+            for earlier in GlobalUserProfile.objects.filter(pk__in={p for _, p in by_device}):
+                interest_profile_recompute(profile=earlier)
     if shared:
         UserSession.objects.filter(pk=session.pk).update(profile=profile)
-        BehaviorEvent.objects.filter(session_id=session.pk, profile__isnull=True).update(profile=profile)
+        anonymous = Q(profile__isnull=True)
+        if previous is not None and not previous.is_identified:
+            anonymous |= Q(profile=previous)
+        BehaviorEvent.objects.filter(anonymous, session_id=session.pk).update(profile=profile)
+        if previous is not None and not previous.is_identified:
+            interest_profile_recompute(profile=previous)
     else:
         device.filter(Q(pk=session.pk) | Q(profile__isnull=True)).update(profile=profile)
         BehaviorEvent.objects.filter(
@@ -491,8 +523,12 @@ def profile_identify(*, session: UserSession, user_id: str, now: datetime | None
 
     - No profile yet: the session and its anonymous id join the user's profile.
     - An anonymous profile: it is merged into the user's profile (recorded, undoable).
-    - A profile of a different user id (a shared device): never merged. The
-      session moves to the new user; what the previous user did stays theirs.
+    - A profile of a different user id: never merged (the veto). The session moves to the
+      new user; what the previous user did stays theirs.
+    - A shared device (device_is_shared: a family tablet, or another user signed in on this
+      anonymous id): only this session joins the user. Segment and PostHog hand the anonymous
+      id's whole history to the user; on a shared device that history is other people's too,
+      so it stays anonymous (an anonymous profile that holds only this session still merges).
     """
     now = now or timezone.now()
     target = profile_get_or_create_for_user_id(neuron=session.neuron, user_id=user_id, now=now)
@@ -501,9 +537,23 @@ def profile_identify(*, session: UserSession, user_id: str, now: datetime | None
         if session.profile_id != target.pk:
             UserSession.objects.filter(pk=session.pk).update(profile=target)
             session.profile = target
+        if session.identified_at is None:
+            UserSession.objects.filter(pk=session.pk).update(identified_at=now)
+            session.identified_at = now
         return False
-    if current is None or not profiles_may_merge(current, target):
-        _attach_device(session=session, profile=target)
+    if session.identified_at is None:
+        UserSession.objects.filter(pk=session.pk).update(identified_at=now)
+        session.identified_at = now
+    shared = device_is_shared(
+        neuron_id=session.neuron_id, anonymous_id=session.anonymous_id, device_type=session.device_type
+    )
+    whole_profile = (
+        current is not None
+        and profiles_may_merge(current, target)
+        and not (shared and UserSession.objects.filter(profile=current).exclude(pk=session.pk).exists())
+    )
+    if not whole_profile:
+        _attach_device(session=session, profile=target, previous=current, shared=shared)
     else:
         record = profile_merge(
             source=current,
@@ -534,7 +584,8 @@ def profile_alias(
     The profile of `user_id` (created if needed) absorbs whatever `previous_id`
     already names: the profile of that earlier user id, or the profiles of that
     anonymous id's sessions. The previous id is remembered as an alias, so later
-    identify calls or sessions under it resolve to the same person. An earlier
+    identify calls or sessions under it resolve to the same person. On a shared device
+    (device_is_shared) only `session` joins the user and no alias is stored. An earlier
     user id named explicitly merges even though it is identified (that is what
     alias is for); an anonymous id whose sessions belong to a different user's
     profile is a shared device: not merged (the veto), the bridge is recorded as
@@ -560,6 +611,18 @@ def profile_alias(
             allow_identified=True,
             now=now,
         )
+    if device_is_shared(neuron_id=neuron.pk, anonymous_id=previous_id):
+        # A shared device's anonymous id is not one person (a deviation from Segment, which
+        # would hand the whole id to the user): only the calling session joins the user, and
+        # the anonymous id is not remembered as this user's alias.
+        target = profile_resolve(_fresh(target))
+        if session is not None and session.anonymous_id == previous_id:
+            UserSession.objects.filter(pk=session.pk).update(identified_at=now)
+            session.identified_at = now
+            current = profile_resolve(_fresh(session.profile)) if session.profile_id else None
+            if current is None or current.pk != target.pk:
+                _attach_device(session=session, profile=target, previous=current, shared=True)
+        return target
     anon_sessions = (
         UserSession.objects.select_related("profile")
         .filter(neuron=neuron, anonymous_id=previous_id, profile__isnull=False)
@@ -612,5 +675,8 @@ def profile_alias(
         pass  # a concurrent alias of the same id stored it first
     if session is not None:
         session.profile = target
+        if session.identified_at is None:
+            UserSession.objects.filter(pk=session.pk).update(identified_at=now)
+            session.identified_at = now
     GlobalUserProfile.objects.filter(pk=target.pk).update(last_seen_at=now)
     return target

@@ -25,6 +25,13 @@ Signals (both sides must have fingerprinting consent for any of them):
       network key inside the window (an office is many people); above
       IDENTITY_NETWORK_MAX_PROFILES the signal is ignored. h = IDENTITY_NETWORK_HALF_LIFE.
 
+Shared devices (identity.device_is_shared: a type households pass around,
+IDENTITY_SHARED_DEVICE_TYPES, or an anonymous id two user ids signed in on):
+a session there may be anyone in the household, so it is linked on its own
+(not its anonymous id), every signal it takes part in is capped at
+IDENTITY_SHARED_DEVICE_CAP (a suggestion, never a merge), and two sessions of
+shared devices are not linked to each other at all.
+
 Δt is the gap between the two sessions' activity intervals (0 when they
 overlap); the closest pair of sessions decides. At or above
 IDENTITY_MERGE_THRESHOLD the profiles merge (recorded, undoable); from
@@ -41,7 +48,7 @@ import logging
 import math
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,7 +76,9 @@ DEADLOCK_DETECTED = "40P01"  # PostgreSQL SQLSTATE
 PROBABILISTIC_METHODS = (BridgeMethod.FINGERPRINT, BridgeMethod.NETWORK)
 FORMULA = "1 - prod(1 - w * 2^(-gap/halfLife))"
 
-ProfileKey = tuple[str, Any]  # ("p", surviving profile pk) or ("a", anonymous id without a profile)
+# ("p", surviving profile pk), ("a", anonymous id without a profile), or ("s", session pk) for a
+# session without a profile on a shared device (there the anonymous id is not one visitor).
+ProfileKey = tuple[str, Any]
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,7 @@ class Candidate:
     network_key: tuple[str, str, str, str] | None
     started_at: datetime
     last_activity_at: datetime
+    shared: bool = False  # a shared device's session: its signals are capped (device_is_shared)
 
 
 @dataclass
@@ -168,15 +178,29 @@ def _survivors(profile_ids: Iterable[int]) -> dict[int, tuple[int, str | None]]:
     return result
 
 
+def _shared_anonymous_ids(rows: list[dict[str, Any]], survivors: dict[int, tuple[int, str | None]]) -> set:
+    """(neuron, anonymous id) on which more than one user id signed in, among `rows`."""
+    users: dict[tuple[int, str], set[str]] = defaultdict(set)
+    for r in rows:
+        if r["profile_id"] and survivors[r["profile_id"]][1]:
+            users[(r["neuron_id"], r["anonymous_id"])].add(survivors[r["profile_id"]][1])
+    return {device for device, hashes in users.items() if len(hashes) > 1}
+
+
 def candidates_load(queryset) -> list[Candidate]:
     """Candidates for the sessions of `queryset` that consented to fingerprinting."""
     rows = list(queryset.filter(consent__fingerprinting=True).values(*CANDIDATE_FIELDS))
     survivors = _survivors({r["profile_id"] for r in rows if r["profile_id"]})
+    shared_types = set(settings.IDENTITY_SHARED_DEVICE_TYPES)
+    shared_ids = _shared_anonymous_ids(rows, survivors)
     out = []
     for r in rows:
+        shared = r["device_type"] in shared_types or (r["neuron_id"], r["anonymous_id"]) in shared_ids
         if r["profile_id"]:
             pk, user_hash = survivors[r["profile_id"]]
             key: ProfileKey = ("p", pk)
+        elif shared:
+            key, user_hash = ("s", r["pk"]), None
         else:
             key, user_hash = ("a", r["anonymous_id"]), None
         out.append(
@@ -192,6 +216,7 @@ def candidates_load(queryset) -> list[Candidate]:
                 network_key=_network_key(r),
                 started_at=r["started_at"],
                 last_activity_at=r["last_activity_at"],
+                shared=shared,
             )
         )
     return out
@@ -238,6 +263,9 @@ def place_networks_for(candidates: list[Candidate]) -> set[str]:
     return {r["ip_truncated"] for r in rows if r["devices"] <= settings.IDENTITY_PLACE_MAX_DEVICES}
 
 
+Offer = Callable[[str, Candidate, Candidate, float, timedelta, dict], None]
+
+
 def links_score(
     candidates: list[Candidate], *, focus: set[ProfileKey] | None = None, place_networks: set[str] | None = None
 ) -> list[Link]:
@@ -251,6 +279,12 @@ def links_score(
             return
         if focus is not None and x.key not in focus and y.key not in focus:
             return
+        if x.shared and y.shared:
+            return  # two sessions of shared devices: nothing says who held either
+        if x.shared or y.shared:
+            # A shared device's session may be anyone in the household: suggest, never merge.
+            weight = min(weight, settings.IDENTITY_SHARED_DEVICE_CAP)
+            extra = {**extra, "sharedDevice": True}
         gap = _gap(x, y)
         value = weight * _decay(gap, half_life)
         a, b = sorted((x.key, y.key), key=repr)
@@ -265,6 +299,13 @@ def links_score(
             }
             link.sessions[name] = (x, y)
 
+    fingerprint_signals(candidates, place_networks=place_networks, offer=offer)
+    network_signals(candidates, offer=offer)
+    return [link for link in links.values() if link.confidence >= settings.IDENTITY_SUGGEST_THRESHOLD]
+
+
+def fingerprint_signals(candidates: list[Candidate], *, place_networks: set[str], offer: Offer) -> None:
+    """Offer the fingerprint signal for every pair of profiles carrying the same hash."""
     by_fingerprint: dict[int, list[Candidate]] = defaultdict(list)
     for c in candidates:
         if c.fingerprint_id:
@@ -301,6 +342,9 @@ def links_score(
             }
             offer(BridgeMethod.FINGERPRINT, x, y, weight, settings.IDENTITY_FINGERPRINT_HALF_LIFE, extra)
 
+
+def network_signals(candidates: list[Candidate], *, offer: Offer) -> None:
+    """Offer the network signal for profiles on one network key within the window of each other."""
     window = settings.IDENTITY_NETWORK_WINDOW
     by_network: dict[tuple[str, str, str, str], list[Candidate]] = defaultdict(list)
     for c in candidates:
@@ -334,7 +378,6 @@ def links_score(
                         settings.IDENTITY_NETWORK_HALF_LIFE,
                         {"profilesOnNetwork": len(keys)},
                     )
-    return [link for link in links.values() if link.confidence >= settings.IDENTITY_SUGGEST_THRESHOLD]
 
 
 # --- applying links ------------------------------------------------------------------------------
@@ -344,6 +387,14 @@ def _materialize(key: ProfileKey, *, neuron_id: int, now: datetime) -> GlobalUse
     """The profile behind a key; an anonymous id without one gets a fresh anonymous profile."""
     if key[0] == "p":
         return GlobalUserProfile.objects.get(pk=key[1])
+    if key[0] == "s":
+        # One session of a shared device: a profile of its own, the device's other sessions stay apart.
+        session = UserSession.objects.select_for_update(of=("self",)).get(pk=key[1])
+        if session.profile_id is not None:
+            return identity.profile_resolve(GlobalUserProfile.objects.get(pk=session.profile_id))
+        profile = GlobalUserProfile.objects.create(neuron_id=neuron_id, first_seen_at=now, last_seen_at=now)
+        UserSession.objects.filter(pk=session.pk).update(profile=profile)
+        return profile
     # Lock the device's sessions: two runs materializing the same anonymous id create one profile.
     device = list(
         UserSession.objects.select_for_update(of=("self",))

@@ -137,6 +137,12 @@ class UserSession(models.Model):
     expires_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True, default="")
+    identified_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a user signed in on this session (identify / alias): it is theirs by their own word, "
+        "not only because its device is.",
+    )
 
     event_count = models.PositiveIntegerField(default=0)
     page_view_count = models.PositiveIntegerField(default=0)

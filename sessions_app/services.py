@@ -167,9 +167,11 @@ def session_create(
     if previous is not None:
         anonymous_id = previous.anonymous_id
         effective = consent_resolve(given=consent, previous=previous.consent, gpc=request_meta.gpc)
-        # A device that more than one user signed in on is shared: whoever comes back starts
-        # anonymous instead of inheriting the last user's profile.
-        shared = previous.profile_id is not None and device_is_shared(neuron_id=neuron.pk, anonymous_id=anonymous_id)
+        # On a shared device (a family tablet, or one that more than one user signed in on)
+        # whoever comes back starts anonymous instead of inheriting the last user's profile.
+        shared = previous.profile_id is not None and device_is_shared(
+            neuron_id=neuron.pk, anonymous_id=anonymous_id, device_type=request_meta.device.device_type
+        )
         profile = None if shared else previous.profile
     else:
         # An erased visitor's identifier is never reattached to new data (privacy tombstones).

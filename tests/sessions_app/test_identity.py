@@ -431,3 +431,150 @@ def test_restoring_on_a_one_user_device_keeps_the_profile(neuron):
             neuron=neuron, request_meta=meta, restore={"sessionId": first.session.public_id, "token": first.token}
         )
     assert again.session.profile == profile_find_for_user_id(neuron=neuron, user_id="alice")
+
+
+# --- shared devices (a family tablet) -------------------------------------------------------------
+
+
+def test_a_family_tablet_signed_in_by_one_member_keeps_the_others_anonymous_sessions_apart(neuron):
+    """Only the signed-in session joins the user: the tablet's anonymous sessions (anyone's) stay out."""
+    sister = UserSessionFactory(neuron=neuron, anonymous_id="tablet", device_type="tablet")
+    sister_event = BehaviorEventFactory(session=sister)
+    mother = UserSessionFactory(neuron=neuron, anonymous_id="tablet", device_type="tablet")
+    own_event = BehaviorEventFactory(session=mother)
+    assert profile_identify(session=mother, user_id="mother") is True
+    user = profile_find_for_user_id(neuron=neuron, user_id="mother")
+    assert set(UserSession.objects.filter(profile=user)) == {mother}
+    sister.refresh_from_db()
+    sister_event.refresh_from_db()
+    own_event.refresh_from_db()
+    assert sister.profile is None and sister_event.profile is None
+    assert own_event.profile == user
+
+
+def test_identify_on_a_tablet_takes_its_session_out_of_the_devices_anonymous_profile(neuron):
+    """The tablet's anonymous profile keeps its other sessions and events; nothing is merged."""
+    profile = GlobalUserProfileFactory(neuron=neuron, traits={"theme": "kids"})
+    earlier = UserSessionFactory(neuron=neuron, anonymous_id="tablet", device_type="tablet", profile=profile)
+    earlier_event = BehaviorEventFactory(session=earlier, profile=profile)
+    now = UserSessionFactory(neuron=neuron, anonymous_id="tablet", device_type="tablet", profile=profile)
+    now_event = BehaviorEventFactory(session=now, profile=profile)
+    profile_identify(session=now, user_id="mother")
+    user = profile_find_for_user_id(neuron=neuron, user_id="mother")
+    profile.refresh_from_db()
+    assert profile.merged_into is None and not ProfileMerge.objects.exists()
+    assert set(UserSession.objects.filter(profile=profile)) == {earlier}
+    assert set(BehaviorEvent.objects.filter(profile=profile)) == {earlier_event}
+    assert set(BehaviorEvent.objects.filter(profile=user)) == {now_event}
+    assert user.traits == {}
+
+
+def test_a_tablets_own_anonymous_profile_still_merges_and_splits_back(neuron):
+    """A profile holding only the signing-in session is that person's: merged, and a split restores it."""
+    session = anonymous_device(neuron, anonymous_id="tablet", device_type="tablet", traits={"lang": "fr"})
+    anonymous = session.profile
+    user_session = UserSessionFactory(neuron=neuron)
+    profile_identify(session=user_session, user_id="mother")
+    user = profile_find_for_user_id(neuron=neuron, user_id="mother")
+    before = snapshot(user, anonymous)
+    profile_identify(session=session, user_id="mother")
+    anonymous.refresh_from_db()
+    assert anonymous.merged_into == user
+    assert snapshot(user, anonymous) != before
+    profile_split(profile=user, actor="staff")
+    after = snapshot(user, anonymous)
+    # identify marks the user seen after merging: a split keeps what was written after the merge.
+    assert after[user.pk].pop("last_seen_at") >= before[user.pk].pop("last_seen_at")
+    assert after == before
+
+
+def test_restoring_on_a_tablet_starts_anonymous_even_with_one_user(neuron):
+    """A family tablet hands nobody's profile to the next visit, even before a second user signs in."""
+    import time_machine
+
+    from sessions_app.enrichment import DeviceInfo, RequestMeta
+    from sessions_app.services import session_create
+
+    meta = RequestMeta(
+        ip_truncated="81.2.69.0", country="GB", device=DeviceInfo("tablet", "Mobile Safari", "", "iOS", ""), gpc=False
+    )
+    first = session_create(neuron=neuron, request_meta=meta, anonymous_id="tablet")
+    profile_identify(session=first.session, user_id="mother")
+    with time_machine.travel(timezone.now() + timedelta(days=2)):
+        again = session_create(
+            neuron=neuron, request_meta=meta, restore={"sessionId": first.session.public_id, "token": first.token}
+        )
+    assert again.session.anonymous_id == "tablet" and again.session.profile is None
+
+
+def test_a_tablet_is_one_visitor_again_when_no_device_type_is_configured_shared(neuron, settings):
+    """IDENTITY_SHARED_DEVICE_TYPES empty: Segment semantics, the anonymous id's sessions join the user."""
+    settings.IDENTITY_SHARED_DEVICE_TYPES = []
+    earlier = UserSessionFactory(neuron=neuron, anonymous_id="tablet", device_type="tablet")
+    now = UserSessionFactory(neuron=neuron, anonymous_id="tablet", device_type="tablet")
+    profile_identify(session=now, user_id="mother")
+    earlier.refresh_from_db()
+    assert earlier.profile == profile_find_for_user_id(neuron=neuron, user_id="mother")
+
+
+def test_alias_of_a_tablets_anonymous_id_takes_only_the_calling_session(neuron):
+    """Sign-up on a family tablet: the session joins the user, the tablet's id is not their alias."""
+    guest = UserSessionFactory(neuron=neuron, anonymous_id="tablet", device_type="tablet")
+    signing_up = UserSessionFactory(neuron=neuron, anonymous_id="tablet", device_type="tablet")
+    user = profile_alias(neuron=neuron, previous_id="tablet", user_id="mother", session=signing_up)
+    signing_up.refresh_from_db()
+    guest.refresh_from_db()
+    assert signing_up.profile == user and guest.profile is None
+    assert not ProfileAlias.objects.exists() and not ProfileMerge.objects.exists()
+    assert profile_find_for_anonymous_id(neuron=neuron, anonymous_id="tablet") == user  # its latest session
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL: SQLite serialises writers by design")
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_identify_on_two_tablets_ends_in_one_profile():
+    """Two family tablets sign in as one user at once: one profile with exactly the two sessions."""
+    neuron = NeuronFactory()
+    tablets = [UserSessionFactory(neuron=neuron, device_type="tablet") for _ in range(2)]
+    guests = [UserSessionFactory(neuron=neuron, device_type="tablet", anonymous_id=t.anonymous_id) for t in tablets]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def identify(session):
+        try:
+            barrier.wait()
+            profile_identify(session=session, user_id="same-user")
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=identify, args=(s,)) for s in tablets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    user = GlobalUserProfile.objects.get(user_id_hash=identifier_hash("same-user"))
+    assert set(UserSession.objects.filter(profile=user)) == set(tablets)
+    assert UserSession.objects.filter(pk__in=[g.pk for g in guests], profile__isnull=True).count() == 2
+
+
+def test_a_second_user_signing_in_hands_the_devices_unsigned_sessions_back(neuron):
+    """The veto fires on a computer: the first user keeps the sessions they signed in on, not the device's."""
+    before = UserSessionFactory(neuron=neuron, anonymous_id="family-pc")
+    before_event = BehaviorEventFactory(session=before)
+    alice_session = UserSessionFactory(neuron=neuron, anonymous_id="family-pc")
+    profile_identify(session=alice_session, user_id="alice")
+    alice = profile_find_for_user_id(neuron=neuron, user_id="alice")
+    before.refresh_from_db()
+    assert before.profile == alice  # one user so far: Segment semantics, the device's history is hers
+    bob_session = UserSessionFactory(neuron=neuron, anonymous_id="family-pc")
+    profile_identify(session=bob_session, user_id="bob")
+    before.refresh_from_db()
+    before_event.refresh_from_db()
+    alice_session.refresh_from_db()
+    assert before.profile is None and before_event.profile is None
+    assert alice_session.profile == alice and alice_session.identified_at is not None
+    assert set(UserSession.objects.filter(profile=profile_find_for_user_id(neuron=neuron, user_id="bob"))) == {
+        bob_session
+    }

@@ -371,3 +371,42 @@ def test_network_signal_only_inside_its_window(neuron):
     assert identity_link_sweep().suggested == 1
     bridge = SessionBridge.objects.get()
     assert bridge.method == BridgeMethod.NETWORK and bridge.evidence["signals"]["network"]["gapHours"] == 0
+
+
+def test_a_family_tablets_anonymous_session_is_suggested_never_merged(neuron):
+    """A tablet visit with the hash of the user's desktop-mode session at one place: capped at a suggestion."""
+    fp = DeviceFingerprintFactory(neuron=neuron)
+    desktop_mode = visit(neuron, fingerprint=fp, ip="10.1.0.0", device_type="desktop")
+    profile_identify(session=desktop_mode, user_id="mother")
+    tablet = visit(neuron, fingerprint=fp, ip="10.1.0.0", device_type="tablet", anonymous_id="tablet")
+    other_visit = visit(neuron, ip="10.1.0.0", device_type="tablet", anonymous_id="tablet")
+    identity_link_sweep()
+    user = profile_find_for_user_id(neuron=neuron, user_id="mother")
+    assert profile_of(tablet) not in (None, user)
+    assert profile_of(other_visit) is None  # the link's profile is the session's, not the device's
+    bridge = SessionBridge.objects.get(method=BridgeMethod.FINGERPRINT)
+    assert bridge.status == BridgeStatus.SUGGESTED and bridge.confidence <= 0.5
+    assert bridge.evidence["signals"]["fingerprint"]["sharedDevice"] is True
+
+
+def test_sessions_of_one_family_tablet_are_not_linked_to_each_other(neuron):
+    """Two anonymous sessions of a tablet: nothing says who held either, so no link and no profile."""
+    fp = DeviceFingerprintFactory(neuron=neuron)
+    first = visit(neuron, fingerprint=fp, ip="10.1.0.0", device_type="tablet")
+    second = visit(neuron, fingerprint=fp, ip="10.1.0.0", device_type="tablet", anonymous_id="cleared-cookies")
+    assert identity_link_sweep().scored == 0
+    assert profile_of(first) is None and profile_of(second) is None
+
+
+def test_an_anonymous_id_two_users_signed_in_on_is_linked_session_by_session(neuron):
+    """A shared desktop: its anonymous session is one visit, not the anonymous id, when linked."""
+    fp = DeviceFingerprintFactory(neuron=neuron)
+    alice = visit(neuron, fingerprint=fp, ip="10.1.0.0", anonymous_id="family-pc")
+    bob = visit(neuron, fingerprint=fp, ip="10.1.0.0", anonymous_id="family-pc")
+    guest = visit(neuron, fingerprint=fp, ip="10.1.0.0", anonymous_id="family-pc")
+    other_guest = visit(neuron, fingerprint=fp, ip="10.1.0.0", anonymous_id="family-pc")
+    profile_identify(session=alice, user_id="alice")
+    profile_identify(session=bob, user_id="bob")
+    identity_link_sweep()
+    assert profile_of(guest) is None and profile_of(other_guest) is None
+    assert not SessionBridge.objects.filter(status=BridgeStatus.MERGED, method=BridgeMethod.FINGERPRINT).exists()
