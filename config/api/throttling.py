@@ -36,12 +36,19 @@ BACKOFF_SECONDS = 5.0
 
 def _redis() -> Any:
     global _client
-    if _client is None or _client[0] != settings.REDIS_URL:
-        import redis
+    client = _client
+    if client is None or client[0] != settings.REDIS_URL:
+        # One client per process, made under the lock: a second one made by a racing thread
+        # would replace the first, whose pool closes its connections when it is collected,
+        # under the feet of the thread still using it.
+        with _lock:
+            if _client is None or _client[0] != settings.REDIS_URL:
+                import redis
 
-        url = settings.REDIS_URL
-        _client = (url, redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5))
-    return _client[1]
+                url = settings.REDIS_URL
+                _client = (url, redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5))
+            client = _client
+    return client[1]
 
 
 def throttle_reset() -> None:

@@ -513,3 +513,45 @@ def test_creation_is_not_refused_when_the_rate_limit_store_is_down(site_client, 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     for _ in range(5):
         assert site_client.post(CREATE, {}, format="json").status_code == 201
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="counts in Redis (REDIS_URL); DRF's throttle otherwise")
+def test_first_requests_from_many_threads_are_all_counted(throttled, caplog, monkeypatch):
+    """A threaded server's first burst makes one Redis client per process: no request of the
+    burst finds its connection closed under it (by a racing thread's replaced client) and
+    lets itself through uncounted."""
+    import threading
+    import time
+
+    import redis
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from config.api import throttling
+    from sessions_app.apis import SessionCreateApi
+
+    real_from_url = redis.Redis.from_url
+
+    def slow_from_url(*args, **kwargs):  # widen the window in which threads race to make one
+        time.sleep(0.005)
+        return real_from_url(*args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "from_url", slow_from_url)
+    view, factory = SessionCreateApi(), APIRequestFactory()
+
+    def call(i: int, attempt: int, start: threading.Barrier, results: list[bool]) -> None:
+        request = Request(factory.post(CREATE, REMOTE_ADDR=f"10.{attempt}.0.{i}"))
+        start.wait()
+        results.append(throttling.CountingRateThrottle().allow_request(request, view))
+
+    for attempt in range(5):
+        throttling.throttle_reset()
+        start, results = threading.Barrier(16), []
+        threads = [threading.Thread(target=call, args=(i, attempt, start, results)) for i in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert results == [True] * 16
+        assert throttling._down_until == 0.0, "a request found Redis 'down' and went uncounted"
+    assert "rate limits unavailable" not in caplog.text
