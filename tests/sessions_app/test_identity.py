@@ -75,6 +75,28 @@ def snapshot(*profiles: GlobalUserProfile) -> dict:
 # --- identify -------------------------------------------------------------------------------------
 
 
+def identify_at_once(sessions, *, user_id: str) -> None:
+    """Identify every session as `user_id` from its own thread, all released together."""
+    barrier = threading.Barrier(len(sessions))
+    errors: list[BaseException] = []
+
+    def identify(session):
+        try:
+            barrier.wait()
+            profile_identify(session=session, user_id=user_id)
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=identify, args=(s,)) for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
 def test_identify_with_neither_side_existing_creates_the_user_profile(neuron):
     """A session without a profile and an unknown user id: one new identified profile holds the session."""
     session = UserSessionFactory(neuron=neuron)
@@ -219,24 +241,7 @@ def test_concurrent_identify_from_two_devices_ends_in_one_profile():
     """Two devices identify as the same user at once: one profile, both devices on it."""
     neuron = NeuronFactory()
     devices = [anonymous_device(neuron, traits={f"d{i}": i}) for i in range(2)]
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def identify(session):
-        try:
-            barrier.wait()
-            profile_identify(session=session, user_id="same-user")
-        except BaseException as exc:  # surfaced by the assertion below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=identify, args=(s,)) for s in devices]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    identify_at_once(devices, user_id="same-user")
     profiles = GlobalUserProfile.objects.filter(user_id_hash=identifier_hash("same-user"))
     assert profiles.count() == 1
     user = profiles.get()
@@ -536,24 +541,7 @@ def test_concurrent_identify_on_two_tablets_ends_in_one_profile():
     neuron = NeuronFactory()
     tablets = [UserSessionFactory(neuron=neuron, device_type="tablet") for _ in range(2)]
     guests = [UserSessionFactory(neuron=neuron, device_type="tablet", anonymous_id=t.anonymous_id) for t in tablets]
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def identify(session):
-        try:
-            barrier.wait()
-            profile_identify(session=session, user_id="same-user")
-        except BaseException as exc:  # surfaced by the assertion below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=identify, args=(s,)) for s in tablets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    identify_at_once(tablets, user_id="same-user")
     user = GlobalUserProfile.objects.get(user_id_hash=identifier_hash("same-user"))
     assert set(UserSession.objects.filter(profile=user)) == set(tablets)
     assert UserSession.objects.filter(pk__in=[g.pk for g in guests], profile__isnull=True).count() == 2
