@@ -249,7 +249,7 @@ def source_plan(
         else:
             rest = [(b0, closed_end)]
         for s, e in rest:
-            cut = e if hourly_from is None else min(max(hourly_from, s), e)
+            cut = s if hourly_from is None else min(max(hourly_from, s), e)
             raw.append((s, cut))
             hourly_ranges.append((cut, e))
     return SourcePlan(_merge(daily_ranges), _merge(hourly_ranges), _merge(raw))

@@ -303,3 +303,33 @@ def test_bad_scope_parameters_are_validation_errors(db, kwargs, field):
     with pytest.raises(ValidationFailed) as info:
         selectors.scope_build(**kwargs)
     assert field in info.value.errors
+
+
+def _utc(day: int, hour: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, tzinfo=UTC)
+
+
+def test_source_plan_reads_closed_hours_of_metrics_from_hourly_rollups():
+    """Metrics dimensions (hourly rows for every closed hour): daily rows for whole closed days, hourly
+    rows for the other closed hours, raw rows only after the hourly watermark."""
+    plan = selectors.source_plan([_utc(1, 5), _utc(4, 5)], hourly_through=_utc(3, 18), daily_through=_utc(3))
+    assert plan.daily == [(_utc(2), _utc(3))]
+    assert plan.hourly == [(_utc(1, 5), _utc(2)), (_utc(3), _utc(3, 18))]
+    assert plan.raw == [(_utc(3, 18), _utc(4, 5))]
+
+
+def test_source_plan_reads_breakdowns_raw_where_days_dropped_their_hours():
+    """Breakdown dimensions have hourly rows only from `hourly_from` (hours no daily rollup covers)."""
+    plan = selectors.source_plan(
+        [_utc(1, 5), _utc(4, 5)], hourly_through=_utc(3, 18), daily_through=_utc(2), hourly_from=_utc(2)
+    )
+    assert plan.daily == []
+    assert plan.hourly == [(_utc(2), _utc(3, 18))]
+    assert plan.raw == [(_utc(1, 5), _utc(2)), (_utc(3, 18), _utc(4, 5))]
+
+
+def test_source_plan_reads_half_hour_zones_raw():
+    """Bucket edges off the whole UTC hour cannot use rollups."""
+    bounds = [_utc(1, 5) - timedelta(minutes=30), _utc(4, 5) - timedelta(minutes=30)]
+    plan = selectors.source_plan(bounds, hourly_through=_utc(3, 18), daily_through=_utc(3))
+    assert (plan.daily, plan.hourly, plan.raw) == ([], [], [(bounds[0], bounds[1])])
