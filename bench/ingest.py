@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--fixed-seconds", type=float, default=5)
     parser.add_argument("--server", choices=["gthread", "uvicorn", "gunicorn"], default="gthread")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8, help="threads per gthread worker")
     parser.add_argument("--port", type=int, default=8120)
     parser.add_argument("--copy-rows", type=int, default=100_000)
     parser.add_argument("--single-sessions", type=int, default=16, help="sessions the single events go to in turn")
@@ -195,9 +196,9 @@ def main() -> None:
     slug = f"bench-ingest-{os.getpid()}"
     key = json.loads(manage("create_neuron", slug, "--name", "Ingestion benchmark", env=env))["publishableKey"]
 
-    print(f"server: {args.server} x{args.workers}, PostgreSQL, {args.seconds:.0f}s per run, shared 2-core machine")
+    print(f"server: {args.server} x{args.workers} (threads {args.threads}), PostgreSQL, {args.seconds:.0f}s per run")
     print(f"client: {client_name()} (batches: Python httpx); load average before: {os.getloadavg()[0]:.1f}")
-    with Server(args.server, args.port, env, workers=args.workers) as server:
+    with Server(args.server, args.port, env, workers=args.workers, threads=args.threads) as server:
         sessions = sessions_create(server.url, key, args.concurrency + args.single_sessions)
         single_sessions, batch_sessions = sessions[: args.single_sessions], sessions[args.single_sessions :]
         asyncio.run(batched(server.url, batch_sessions, 1))  # warm-up

@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--server", choices=["gthread", "uvicorn", "gunicorn"], default="gthread")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8, help="threads per gthread worker")
     parser.add_argument("--port", type=int, default=8191)
     args = parser.parse_args()
 
@@ -59,7 +60,8 @@ def main() -> None:
         return client.get("/bench/bare")
 
     database = "PostgreSQL" if env.get("DATABASE_URL") else "SQLite"
-    print(f"server: {args.server} x{args.workers}, database: {database}, {args.seconds:.0f}s per run")
+    server = f"{args.server} x{args.workers} (threads {args.threads})"
+    print(f"server: {server}, database: {database}, {args.seconds:.0f}s per run")
     print(f"client: {client_name()}; load average before: {os.getloadavg()[0]:.1f}")
     requests = (
         ("bare Django JSON view", bare, {200}, {"path": "/bench/bare"}),
@@ -70,7 +72,7 @@ def main() -> None:
             {"path": "/api/sessions/create", "method": "POST", "headers": headers, "body": payload},
         ),
     )
-    with Server(args.server, args.port, env, workers=args.workers) as server:
+    with Server(args.server, args.port, env, workers=args.workers, threads=args.threads) as server:
         runs = []
         for label, make, ok, request in requests:
             asyncio.run(fixed_rate_raw("warm-up", server.url, rate=50, seconds=1, ok=ok, **request))
