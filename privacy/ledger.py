@@ -18,6 +18,7 @@ every profile linked to it, recorded once per subject with source `gpc`.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -225,8 +226,47 @@ def consent_gpc_apply(*, session: UserSession, request_meta: RequestMeta | None,
     return written
 
 
+# The session's columns come from the CTE `s` that inserts it; the ledger rows of a new
+# session are recorded at its start, through the API, with no notice hash or operator.
+_SESSION_LEDGER_CTES = (
+    f"r AS (INSERT INTO {ConsentRecord._meta.db_table} (public_id, neuron_id, session_id, profile_id, "
+    "anonymous_id, purpose, granted, policy_version, text_hash, source, recorded_at, ip_truncated, user_agent, "
+    "recorded_by) SELECT u.public_id, s.neuron_id, s.id, s.profile_id, s.anonymous_id, u.purpose, u.granted, "
+    "'', '', %s, s.started_at, s.ip_truncated, %s, '' FROM s CROSS JOIN "
+    "unnest(%s::uuid[], %s::text[], %s::boolean[]) AS u(public_id, purpose, granted) RETURNING id), "
+    f"c AS (INSERT INTO {_THROUGH} (consentrecord_id, neuron_id) SELECT r.id, s.neuron_id FROM r CROSS JOIN s)"
+)
+
+
+def consent_session_opened_cte(
+    *, given: Mapping[str, bool] | None, request_meta: RequestMeta
+) -> tuple[str, list[Any]] | None:
+    """PostgreSQL: the ledger rows for the decisions a new session carried, as CTEs (with their
+    parameters) for the statement that inserts the session as CTE `s` (returning all its
+    columns); None without decisions.
+
+    Session creation then writes the session and its consent proof in one statement, atomic
+    without a transaction block; consent_session_opened does the same for any database.
+    """
+    clean = consent_normalise(given)
+    if not clean:
+        return None
+    params = [
+        ConsentSource.API.value,
+        request_meta.user_agent[:512],
+        [uuid.uuid4() for _ in clean],
+        list(clean),
+        list(clean.values()),
+    ]
+    return _SESSION_LEDGER_CTES, params
+
+
 def consent_session_opened(
-    *, session: UserSession, given: Mapping[str, bool] | None, request_meta: RequestMeta
+    *,
+    session: UserSession,
+    given: Mapping[str, bool] | None,
+    request_meta: RequestMeta,
+    now: datetime | None = None,
 ) -> None:
     """A session was created or restored: record the decisions it carried, and GPC."""
     decisions = consent_normalise(given)
@@ -237,6 +277,7 @@ def consent_session_opened(
             decisions=decisions,
             source=ConsentSource.API,
             request_meta=request_meta,
+            now=now,
         )
     if request_meta.gpc:
         consent_gpc_apply(session=session, request_meta=request_meta)

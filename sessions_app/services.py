@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from config.api.errors import ValidationFailed
 from federation.models import Neuron
 from privacy.consent import consent_resolve, has_consent
-from privacy.services import consent_session_opened, consent_update, identifier_is_erased
+from privacy.services import (
+    consent_gpc_apply,
+    consent_session_opened,
+    consent_session_opened_cte,
+    consent_update,
+    identifier_is_erased,
+)
 from sessions_app.enrichment import RequestMeta
 from sessions_app.identity import device_is_shared, profile_identify
 from sessions_app.linking import identity_link_enqueue
@@ -89,6 +96,7 @@ def _new_session(
     neuron: Neuron,
     anonymous_id: str,
     consent: dict[str, bool],
+    given: dict[str, bool] | None,
     request_meta: RequestMeta,
     referrer: str,
     landing_page: str,
@@ -97,9 +105,10 @@ def _new_session(
     profile: GlobalUserProfile | None,
     now: datetime,
 ) -> tuple[UserSession, str]:
+    """Insert a session with the consent ledger rows of the decisions it carried (`given`)."""
     token = token_generate()
     device = request_meta.device
-    session = UserSession.objects.create(
+    session = UserSession(
         neuron=neuron,
         token_hash=token_hash(token),
         token_rotated_at=now,
@@ -122,10 +131,47 @@ def _new_session(
         expires_at=session_expiry(started_at=now, last_activity_at=now),
         consent=consent,
     )
+    _session_insert(session, given=given, request_meta=request_meta)
     return session, token
 
 
-@transaction.atomic
+_SESSION_FIELDS = [f for f in UserSession._meta.concrete_fields if not f.primary_key]
+_SESSION_INSERT = "INSERT INTO {} ({}) VALUES ({}) RETURNING *".format(
+    UserSession._meta.db_table,
+    ", ".join(f'"{f.column}"' for f in _SESSION_FIELDS),
+    ", ".join(["%s"] * len(_SESSION_FIELDS)),
+)
+
+
+def _session_insert(session: UserSession, *, given: dict[str, bool] | None, request_meta: RequestMeta) -> None:
+    """The session row and its consent proof, atomically.
+
+    On PostgreSQL one statement does both (the session INSERT as a CTE the ledger rows read
+    from): atomic on its own, so creation needs no transaction block and costs one round trip
+    instead of four (BEGIN, two INSERTs, COMMIT). The statement text is built once and stays
+    under psycopg's 50-parameter limit for caching its parsed form. Elsewhere, two writes in
+    a transaction.
+    """
+    if connection.vendor != "postgresql":
+        with transaction.atomic(savepoint=False):
+            session.save(force_insert=True)
+            # GPC is applied by the caller, after the insert.
+            consent_session_opened(
+                session=session, given=given, request_meta=replace(request_meta, gpc=False), now=session.started_at
+            )
+        return
+    params = [f.get_db_prep_save(f.pre_save(session, True), connection) for f in _SESSION_FIELDS]
+    sql = f"WITH s AS ({_SESSION_INSERT})"
+    ledger = consent_session_opened_cte(given=given, request_meta=request_meta)
+    if ledger is not None:
+        sql, params = f"{sql}, {ledger[0]}", params + ledger[1]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} SELECT id FROM s", params)
+        session.pk = cursor.fetchone()[0]
+    session._state.adding = False
+    session._state.db = connection.alias
+
+
 def session_create(
     *,
     neuron: Neuron,
@@ -143,7 +189,37 @@ def session_create(
     Restore needs the session's own token. A live session comes back as it is
     (restored=True). A dead one is replaced by a new session that keeps its
     anonymous id and consent, so the visitor stays one visitor.
+
+    A plain new session is one INSERT statement (with its consent proof; _session_insert),
+    so only restores, fingerprints and GPC opt-outs, which write more, open a transaction.
     """
+    writes_more = bool(restore or fingerprint or request_meta.gpc)
+    with transaction.atomic() if writes_more else contextlib.nullcontext():
+        return _session_open(
+            neuron=neuron,
+            request_meta=request_meta,
+            anonymous_id=anonymous_id,
+            consent=consent,
+            referrer=referrer,
+            landing_page=landing_page,
+            utm=utm,
+            fingerprint=fingerprint,
+            restore=restore,
+        )
+
+
+def _session_open(
+    *,
+    neuron: Neuron,
+    request_meta: RequestMeta,
+    anonymous_id: str | None,
+    consent: dict[str, bool] | None,
+    referrer: str,
+    landing_page: str,
+    utm: dict[str, str] | None,
+    fingerprint: dict[str, Any] | None,
+    restore: dict[str, Any] | None,
+) -> SessionResult:
     now = timezone.now()
     found = None
     if restore:
@@ -185,6 +261,7 @@ def session_create(
         neuron=neuron,
         anonymous_id=anonymous_id,
         consent=effective,
+        given=consent,
         request_meta=request_meta,
         referrer=referrer,
         landing_page=landing_page,
@@ -193,7 +270,8 @@ def session_create(
         profile=profile,
         now=now,
     )
-    consent_session_opened(session=session, given=consent, request_meta=request_meta)
+    if request_meta.gpc:
+        consent_gpc_apply(session=session, request_meta=request_meta)
     if fp is not None:
         identity_link_enqueue(session=session)
     return SessionResult(session, token, restored=False)

@@ -55,6 +55,35 @@ def test_session_create_records_the_consent_it_carries(site_client):
     assert list(rows.values_list("purpose", "granted", "source")) == [("analytics", True, "api")]
 
 
+def test_session_create_ledger_rows_carry_the_proof(site_client, neuron, django_assert_max_num_queries):
+    """Each decided purpose is a row with the session, visitor, site, truncated network, user agent
+    and time; on PostgreSQL the session and its rows are one statement (no transaction block)."""
+    from django.db import connection
+
+    payload = {"anonymousId": "visitor-7", "consent": {"analytics": True, "marketing": False}}
+    site_client.post("/api/sessions/create", {}, format="json")  # the site key is cached from now on
+    # The erasure check for the given anonymous id, then the insert (four with BEGIN/COMMIT elsewhere).
+    with django_assert_max_num_queries(2 if connection.vendor == "postgresql" else 6):
+        response = site_client.post("/api/sessions/create", payload, format="json")
+    assert response.status_code == 201, response.content
+    session = UserSession.objects.get(public_id=response.json()["sessionId"])
+    rows = ConsentRecord.objects.filter(session=session).order_by("purpose")
+    assert [(r.purpose, r.granted) for r in rows] == [("analytics", True), ("marketing", False)]
+    for row in rows:
+        assert (row.neuron_id, row.anonymous_id, row.source) == (neuron.pk, "visitor-7", "api")
+        assert row.profile_id is None and row.policy_version == "" and row.recorded_by == ""
+        assert row.ip_truncated == "81.2.69.0" == session.ip_truncated
+        assert row.user_agent == IPHONE_UA
+        assert row.recorded_at == session.started_at
+        assert list(row.controllers.values_list("pk", flat=True)) == [neuron.pk]
+
+
+def test_session_create_without_decisions_writes_no_ledger_rows(site_client):
+    body = site_client.post("/api/sessions/create", {}, format="json").json()
+    assert UserSession.objects.filter(public_id=body["sessionId"]).exists()
+    assert not ConsentRecord.objects.filter(session__public_id=body["sessionId"]).exists()
+
+
 def test_session_update_records_consent_changes(live_session):
     """PUT /api/sessions/{id} with consent appends to the ledger."""
     client, body = live_session
