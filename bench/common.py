@@ -87,6 +87,7 @@ class Server:
         else:
             cmd = [
                 str(venv_bin / "gunicorn"),
+                "--config=config/gunicorn.conf.py",  # the production settings (GC freeze, preload)
                 "config.wsgi:application",
                 f"--bind=127.0.0.1:{self.port}",
                 f"--workers={self.workers}",
@@ -96,6 +97,8 @@ class Server:
                 # Threads overlap the database waits of one process; WSGI costs a third of
                 # ASGI's CPU per request (bench server CPU figures).
                 cmd += ["--worker-class=gthread", f"--threads={self.threads}"]
+            else:
+                cmd += ["--worker-class=sync"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, start_new_session=True)
         deadline = time.time() + 30
         while time.time() < deadline:
