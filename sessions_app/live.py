@@ -28,6 +28,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from config.redis_clients import redis_client, redis_client_forget
+
 logger = logging.getLogger(__name__)
 
 ALL = "all"
@@ -36,7 +38,6 @@ PAGE_VIEW_TYPES = frozenset({"page_view", "screen_view"})
 
 _state_lock = threading.Lock()
 _down_until = 0.0
-_client: Any = None
 
 
 def _minute(at: datetime) -> int:
@@ -53,13 +54,8 @@ def _keys(scope: str | int, minute: int) -> tuple[str, str]:
 
 
 def _redis() -> Any:
-    global _client
-    if _client is None:
-        import redis
-
-        # Tighter timeouts than the cache's: a live counter is never worth a slow request.
-        _client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.2, socket_timeout=0.2)
-    return _client
+    # Tighter timeouts than the cache's: a live counter is never worth a slow request.
+    return redis_client("live", socket_connect_timeout=0.2, socket_timeout=0.2)
 
 
 def _available() -> bool:
@@ -76,10 +72,10 @@ def _mark_down(exc: Exception) -> None:
 
 def live_reset_backoff() -> None:
     """Forget a recorded outage (tests, and operators after fixing Redis)."""
-    global _down_until, _client
+    global _down_until
+    redis_client_forget("live")
     with _state_lock:
         _down_until = 0.0
-        _client = None
 
 
 def _fields(event_types: Mapping[str, int], anonymous: int) -> dict[str, int]:

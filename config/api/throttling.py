@@ -26,36 +26,25 @@ from typing import Any
 from django.conf import settings
 from rest_framework.throttling import ScopedRateThrottle
 
+from config.redis_clients import redis_client, redis_client_forget
+
 logger = logging.getLogger(__name__)
 
-_client: tuple[str, Any] | None = None  # (REDIS_URL it was made for, client)
 _down_until = 0.0
 _lock = threading.Lock()
 BACKOFF_SECONDS = 5.0
 
 
 def _redis() -> Any:
-    global _client
-    client = _client
-    if client is None or client[0] != settings.REDIS_URL:
-        # One client per process, made under the lock: a second one made by a racing thread
-        # would replace the first, whose pool closes its connections when it is collected,
-        # under the feet of the thread still using it.
-        with _lock:
-            if _client is None or _client[0] != settings.REDIS_URL:
-                import redis
-
-                url = settings.REDIS_URL
-                _client = (url, redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5))
-            client = _client
-    return client[1]
+    return redis_client("throttle", socket_connect_timeout=0.5, socket_timeout=0.5)
 
 
 def throttle_reset() -> None:
     """Forget the client and any recorded outage (tests, settings changes)."""
-    global _client, _down_until
+    global _down_until
+    redis_client_forget("throttle")
     with _lock:
-        _client, _down_until = None, 0.0
+        _down_until = 0.0
 
 
 class CountingRateThrottle(ScopedRateThrottle):
