@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from config.api.errors import ValidationFailed
 from config.api.pagination import KeysetPagination
-from config.api.schema import BodyOnDeleteSchema
+from config.api.schema import BodyOnDeleteSchema, filterset_parameters
 from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
 from privacy.models import RequestStatus
 from privacy.selectors import data_subject_request_list
@@ -25,6 +25,7 @@ from sessions_app.admin_selectors import EventCriteria, session_admin_list
 from sessions_app.admin_services import sessions_bulk_update, sessions_erase
 from sessions_app.authentication import StaffSessionAuthentication
 from sessions_app.exports import EXPORT_FORMATS, sessions_export_response
+from sessions_app.filters import SessionFilter
 from sessions_app.models import UserSession
 
 PAGINATION_PARAMS = frozenset({"cursor", "pageSize"})
@@ -133,7 +134,11 @@ def _selection_for_audit(data: dict[str, Any]) -> dict[str, Any]:
 
 class AdminSessionListApi(StaffApi):
     @extend_schema(
-        parameters=[OpenApiParameter("cursor", str), OpenApiParameter("pageSize", int)],
+        parameters=[
+            OpenApiParameter("cursor", str),
+            OpenApiParameter("pageSize", int),
+            *filterset_parameters(SessionFilter),
+        ],
         responses={200: AdminSessionOutput(many=True)},
         summary="List sessions (filters, keyset pagination)",
     )
@@ -171,7 +176,10 @@ class AdminSessionExportApi(StaffApi):
     content_negotiation_class = IgnoreFormatNegotiation
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=["csv", "json"], required=True)],
+        parameters=[
+            OpenApiParameter("format", str, enum=["csv", "json"], required=True),
+            *filterset_parameters(SessionFilter),
+        ],
         responses={(200, "text/csv"): str, (200, "application/json"): AdminSessionOutput(many=True)},
         summary="Export sessions (streamed CSV or JSON)",
     )

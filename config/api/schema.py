@@ -1,8 +1,11 @@
-"""OpenAPI descriptions of the product's authentication schemes, and a schema for DELETE bodies."""
+"""OpenAPI descriptions of the product's authentication schemes, a schema for DELETE bodies, and
+FilterSet filters as query parameters."""
 
 from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 
 
 class SiteKeyScheme(OpenApiAuthenticationExtension):
@@ -56,3 +59,36 @@ class BodyOnDeleteSchema(AutoSchema):
             return super()._get_request_body(direction)
         finally:
             self.method = "DELETE"
+
+
+def filterset_parameters(filterset_class: type) -> list[OpenApiParameter]:
+    """A django-filter FilterSet's filters as OpenAPI query parameters (for APIViews, which
+    drf-spectacular's django-filter support does not cover): name, type, choices, help."""
+    import django_filters
+
+    parameters = []
+    for name, flt in filterset_class.base_filters.items():
+        if isinstance(flt, django_filters.BooleanFilter):
+            kind = bool
+        elif isinstance(flt, django_filters.NumberFilter):
+            kind = float
+        elif isinstance(flt, django_filters.IsoDateTimeFilter):
+            kind = OpenApiTypes.DATETIME
+        elif isinstance(flt, django_filters.DateFilter):
+            kind = OpenApiTypes.DATE
+        else:
+            kind = str
+        choices = flt.extra.get("choices")
+        enum = [value for value, _ in choices] if isinstance(choices, list | tuple) else None
+        many = isinstance(flt, django_filters.MultipleChoiceFilter)
+        description = str(flt.extra.get("help_text") or flt.label or "")
+        parameters.append(
+            OpenApiParameter(
+                name,
+                kind,
+                enum=enum,
+                many=many or None,
+                description=description + (" Repeat for several." if many else ""),
+            )
+        )
+    return parameters

@@ -14,6 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from privacy.models import AuditEntry
+from sessions_app.filters import SessionFilter
 from sessions_app.models import EndReason, UserSession
 from tests.federation.factories import NeuronFactory
 from tests.helpers import assert_problem
@@ -433,3 +434,16 @@ def test_bulk_update_with_an_unknown_session_id_matches_nothing(staff_client, au
     UserSessionFactory()
     response = staff_client.put(BULK, {"sessionIds": [str(uuid.uuid4())], "end": True}, format="json")
     assert response.json()["matched"] == 0
+
+
+def test_schema_documents_the_list_and_export_filters(staff_client):
+    """Every SessionFilter filter is a documented query parameter, typed, with its choices."""
+    spec = staff_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    for path in ("/api/sessions/admin/sessions", "/api/sessions/admin/export"):
+        params = {p["name"]: p for p in spec["paths"][path]["get"]["parameters"]}
+        assert set(SessionFilter.base_filters) <= set(params), path
+        assert params["hasUser"]["schema"]["type"] == "boolean"
+        assert params["startedAfter"]["schema"]["format"] == "date-time"
+        assert params["device"]["schema"]["type"] == "array"
+        assert "mobile" in params["device"]["schema"]["items"]["enum"]
+        assert "analytics" in params["consentGranted"]["schema"]["enum"]
