@@ -491,15 +491,25 @@ def _attach_device(
         # sessions they signed in on; those that reached them only through the device (before or
         # after their sign-in) may have been anyone's, and go back to being anonymous visits.
         shared = True
-        by_device = list(others.filter(identified_at__isnull=True).values_list("pk", "profile_id"))
+        by_device = list(others.filter(identified_at__isnull=True).values_list("pk", "profile_id", "public_id"))
         if by_device:
-            ids = [pk for pk, _ in by_device]
+            ids = [pk for pk, _, _ in by_device]
+            earlier_ids = {p for _, p, _ in by_device}
             UserSession.objects.filter(pk__in=ids).update(profile=None)
-            BehaviorEvent.objects.filter(session_id__in=ids, profile_id__in={p for _, p in by_device}).update(
-                profile=None
-            )
-            for earlier in GlobalUserProfile.objects.filter(pk__in={p for _, p in by_device}):
+            BehaviorEvent.objects.filter(session_id__in=ids, profile_id__in=earlier_ids).update(profile=None)
+            earlier_profiles = list(GlobalUserProfile.objects.filter(pk__in=earlier_ids))
+            for earlier in earlier_profiles:
                 interest_profile_recompute(profile=earlier)
+            # Sessions leave a user's profile without anyone asking: the operator can see why.
+            audit_log(
+                actor="system",
+                action="identity.device.shared",
+                subject=f"session:{session.public_id}",
+                details={
+                    "releasedSessions": sorted(str(public_id) for _, _, public_id in by_device),
+                    "fromProfiles": sorted(str(p.public_id) for p in earlier_profiles),
+                },
+            )
     if shared:
         UserSession.objects.filter(pk=session.pk).update(profile=profile)
         anonymous = Q(profile__isnull=True)

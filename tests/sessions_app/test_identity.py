@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from config.api.errors import Conflict
 from privacy.crypto import decrypt, identifier_hash
+from privacy.models import AuditEntry
 from sessions_app.identity import (
     profile_alias,
     profile_find_for_anonymous_id,
@@ -566,3 +567,6 @@ def test_a_second_user_signing_in_hands_the_devices_unsigned_sessions_back(neuro
     assert set(UserSession.objects.filter(profile=profile_find_for_user_id(neuron=neuron, user_id="bob"))) == {
         bob_session
     }
+    entry = AuditEntry.objects.get(action="identity.device.shared")
+    assert entry.subject == f"session:{bob_session.public_id}"
+    assert entry.details == {"releasedSessions": [str(before.public_id)], "fromProfiles": [str(alice.public_id)]}
