@@ -10,8 +10,9 @@ same length just before it.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from functools import cache
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 from django import forms
 from django.conf import settings
@@ -37,11 +38,19 @@ def range_bounds(key: str, *, now: datetime, tz: str) -> tuple[date | datetime, 
     return today - timedelta(days=RANGE_DAYS[key] - 1), today, "day"
 
 
+@cache
+def time_zone_choices() -> list[tuple[str, str]]:
+    """Every IANA zone the system knows, the project's own first."""
+    zones = sorted(available_timezones() - {settings.TIME_ZONE})
+    return [(settings.TIME_ZONE, settings.TIME_ZONE), *((zone, zone) for zone in zones)]
+
+
 class ReportForm(forms.Form):
-    """The range and the site every report page takes."""
+    """The range, the site and the time zone (of days and hours) every report page takes."""
 
     range = forms.ChoiceField(choices=[(k, k) for k in RANGE_KEYS], initial="7d")
     site = forms.ChoiceField(required=False, label="Site")
+    tz = forms.ChoiceField(choices=time_zone_choices, label="Time zone", required=False)
 
     default_range = "7d"
 
@@ -50,7 +59,7 @@ class ReportForm(forms.Form):
         data = data.copy()
         for name, field in self.base_fields.items():
             # A missing parameter takes its default, so the page shows what it reports on.
-            initial = self.default_range if name == "range" else field.initial
+            initial = {"range": self.default_range, "tz": settings.TIME_ZONE}.get(name, field.initial)
             if name not in data and initial is not None:
                 data[name] = str(initial)
         super().__init__(data)
@@ -60,17 +69,18 @@ class ReportForm(forms.Form):
         self.interval = "day"
 
     @property
-    def tz(self) -> str:
-        return settings.TIME_ZONE
+    def time_zone(self) -> str:
+        """The chosen zone once the form is valid; the project's own until then."""
+        return getattr(self, "cleaned_data", {}).get("tz") or settings.TIME_ZONE
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         if self.errors:
             return cleaned
-        start, end, self.interval = range_bounds(cleaned["range"], now=self.now, tz=self.tz)
+        start, end, self.interval = range_bounds(cleaned["range"], now=self.now, tz=self.time_zone)
         try:
             self.scope = selectors.scope_build(
-                start=start, end=end, tz=self.tz, neuron_slug=cleaned.get("site") or None, now=self.now
+                start=start, end=end, tz=self.time_zone, neuron_slug=cleaned.get("site") or None, now=self.now
             )
         except ValidationFailed as exc:
             for name, messages in exc.errors.items():

@@ -55,7 +55,7 @@ def _report_page(
             "form": form,
             "report": report,
             "range_key": form.data.get("range"),
-            "range_keep": form.kept_params("range"),
+            "range_keep": form.kept_params("range", "tz"),
             **context,
         },
     )

@@ -179,7 +179,7 @@ def test_overview_trend_follows_the_chosen_metric_by_the_hour_over_24h(operator_
     assert len(trend["current"]) == 24 and trend["current"][-1]["label"] == "15:00"
     assert sum(p["value"] for p in trend["current"]) == 8  # yesterday's /docs view is 26 hours old
     assert sum(p["value"] for p in trend["previous"]) == 1
-    assert 'href="?range=24h&amp;metric=visitors"' in response.content.decode()
+    assert 'href="?range=24h&amp;tz=UTC&amp;metric=visitors"' in response.content.decode()
 
 
 def test_overview_site_filter_narrows_the_report(operator_client, shop):
@@ -434,3 +434,31 @@ def test_report_pages_on_an_empty_site_render_their_empty_states(operator_client
         assert response.status_code == 200, url
     assert 'data-testid="journey-empty"' in operator_client.get("/dashboard/journeys/").content.decode()
     assert 'data-testid="retention-empty"' in operator_client.get("/dashboard/retention/").content.decode()
+
+
+def test_time_zone_picker_moves_days_and_hours_into_the_chosen_zone(operator_client, shop):
+    """Tokyo is UTC+9: it is already Nov 13 there, and yesterday's session (Nov 11, 15:30 UTC) falls
+    on Nov 12 with today's four (13:30 UTC): in UTC the same days read 1 and 4."""
+    html = operator_client.get("/dashboard/?range=7d&tz=Asia/Tokyo").content.decode()
+    trend = chart_data(html, "trend-data")
+    assert [p["label"] for p in trend["current"]][-3:] == ["Nov 11", "Nov 12", "Nov 13"]
+    assert [p["value"] for p in trend["current"]][-3:] == [0, 5, 0]
+    assert '<option value="Asia/Tokyo" selected>' in html
+    hourly = chart_data(operator_client.get("/dashboard/?range=24h&tz=Asia/Tokyo").content.decode(), "trend-data")
+    assert hourly["current"][-1]["label"] == "00:00"  # 15:00 UTC
+
+
+@pytest.mark.parametrize("url", REPORT_PAGES)
+def test_time_zone_is_kept_by_the_page_forms_and_the_range_picker(operator_client, shop, url):
+    html = operator_client.get(f"{url}?range=30d&tz=America/New_York").content.decode()
+    picker = re.search(r'<form class="range".*?</form>', html, re.S).group(0)
+    assert '<option value="America/New_York" selected>' in picker
+    assert picker.count('name="tz"') == 1  # the select, not also a hidden copy
+    assert '<input type="hidden" name="tz" value="America/New_York">' in html  # the page's own form
+
+
+@pytest.mark.parametrize("url", ALL_PAGES)
+def test_unknown_time_zone_is_a_form_error(operator_client, shop, url):
+    response = operator_client.get(f"{url}?tz=Mars/Olympus_Mons")
+    assert response.status_code == 200
+    assert "Select a valid choice." in response.content.decode() and response.context["report"] is None

@@ -55,10 +55,17 @@ def test_overview_draws_trend_with_previous_period_and_breakdowns(history, page,
     assert series_points(page, "[data-testid=devices-chart]") == [3]
     assert series_points(page, "[data-testid=countries-chart]") == [3]
     page.click("a.tile[data-metric=pageViews]")
-    page.wait_for_url("**/dashboard/?range=7d&metric=pageViews")
+    page.wait_for_url("**/dashboard/?range=7d*metric=pageViews")
     page.wait_for_selector("[data-testid=trend-chart] canvas")
     assert "Page views" in page.locator("[data-testid=trend-chart]").locator("xpath=..").inner_text()
     screenshot(page, artifacts / "dashboard-overview-range.png")
+    # Another time zone: the range picker sends it with the range, and the metric is kept.
+    page.select_option("form.range select[name=tz]", "Asia/Tokyo")
+    page.click("form.range button[value='30d']")
+    page.wait_for_url("**/dashboard/?*tz=Asia%2FTokyo*")
+    assert "range=30d" in page.url and "metric=pageViews" in page.url
+    assert series_points(page, "[data-testid=trend-chart]") == [30, 30]
+    assert page.locator("form.range select[name=tz]").input_value() == "Asia/Tokyo"
     assert page.errors == []
 
 
