@@ -4,21 +4,17 @@ Workers are gthread (threads overlap the database and Redis waits of one process
 WSGI costs a third of ASGI's CPU per request, bench/session_create.py). Command-line
 flags override these values.
 
-Garbage collection: Python's full collection walks every object the process tracks. In
-a worker that is all of Django, the apps and what the first requests build (URL
-resolvers, static file index, serializers): ~170,000 objects, and a full collection held
-the GIL for ~120 ms every ~1,500 requests, stalling every thread of the worker — the
-tail of session creation at 200 requests/s. So the app is imported once in the master
-and frozen before forking (the workers share those pages instead of copying them when
-a collection touches their reference counts), and each worker freezes again after its
-first requests, leaving the collector only the objects of requests in flight (a full
-collection then takes a few ms).
+The app is imported once in the master and frozen out of the garbage collector before
+forking (the workers share those pages instead of copying them when a collection touches
+their reference counts), and each worker freezes again after its first requests
+(config.gc_freeze: a full collection had stalled a worker ~120 ms every ~1,500 requests).
 """
 
 from __future__ import annotations
 
-import gc
 import os
+
+from config.gc_freeze import FreezeAfterWarmUp, gc_freeze
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -26,18 +22,12 @@ worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 preload_app = True
 
-# After this many requests a worker's long-lived objects exist; freeze them once.
-FREEZE_AFTER_REQUESTS = int(os.environ.get("GUNICORN_GC_FREEZE_AFTER", "200"))
+_warm_up = FreezeAfterWarmUp()  # one per worker: the master makes none of its requests
 
 
 def pre_fork(server, worker):
-    gc.collect()
-    gc.freeze()
+    gc_freeze()
 
 
 def post_request(worker, req, environ, resp):
-    # Threads finish requests concurrently: a flag rather than `nr ==`, which one could skip.
-    if worker.nr >= FREEZE_AFTER_REQUESTS and not getattr(worker, "gc_frozen", False):
-        worker.gc_frozen = True
-        gc.collect()
-        gc.freeze()
+    _warm_up.request_finished()

@@ -1,7 +1,8 @@
-"""config/gunicorn.conf.py: the app preloads and serves, and workers freeze their objects out of the GC."""
+"""Server processes: gunicorn's settings file preloads and serves; long-lived objects leave the GC."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import runpy
@@ -10,15 +11,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
+
+from config.gc_freeze import FreezeAfterWarmUp, FreezeAfterWarmUpASGI, gc_freeze
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "gunicorn.conf.py"
 
 
-def _hooks(**env: str) -> dict:
+def _settings(**env: str) -> dict:
     old = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:
@@ -32,28 +34,66 @@ def _hooks(**env: str) -> dict:
 
 
 def test_settings_follow_the_environment():
-    conf = _hooks(WEB_CONCURRENCY="3", GUNICORN_THREADS="4", GUNICORN_BIND="0.0.0.0:9000")
+    conf = _settings(WEB_CONCURRENCY="3", GUNICORN_THREADS="4", GUNICORN_BIND="0.0.0.0:9000")
     assert (conf["workers"], conf["threads"], conf["bind"]) == (3, 4, "0.0.0.0:9000")
     assert conf["worker_class"] == "gthread" and conf["preload_app"] is True
 
 
-def test_master_freezes_before_fork_and_each_worker_once_after_its_first_requests():
-    conf = _hooks(GUNICORN_GC_FREEZE_AFTER="3")
+def test_the_master_freezes_before_forking():
+    conf = _settings()
     try:
         gc.unfreeze()
         conf["pre_fork"](None, None)
         assert gc.get_freeze_count() > 0
+    finally:
         gc.unfreeze()
-        worker = SimpleNamespace(nr=2)
-        conf["post_request"](worker, None, None, None)
-        assert gc.get_freeze_count() == 0  # not yet: the worker's long-lived objects are still being made
-        worker.nr = 4  # threads may finish out of order: past the threshold counts too
-        conf["post_request"](worker, None, None, None)
-        assert gc.get_freeze_count() > 0 and worker.gc_frozen
+
+
+def test_a_process_freezes_once_after_its_first_requests():
+    warm_up = FreezeAfterWarmUp(after=3)
+    try:
         gc.unfreeze()
-        worker.nr = 5
-        conf["post_request"](worker, None, None, None)
-        assert gc.get_freeze_count() == 0  # once per worker
+        for _ in range(2):
+            warm_up.request_finished()
+        assert gc.get_freeze_count() == 0  # not yet: the long-lived objects are still being made
+        warm_up.request_finished()
+        assert gc.get_freeze_count() > 0 and warm_up.frozen
+        gc.unfreeze()
+        warm_up.request_finished()
+        assert gc.get_freeze_count() == 0  # once per process
+    finally:
+        gc.unfreeze()
+
+
+def test_the_asgi_wrapper_counts_requests_even_when_they_fail():
+    calls = []
+
+    async def app(scope, receive, send):
+        calls.append(scope["type"])
+        if len(calls) == 2:
+            raise RuntimeError("the app failed")
+
+    wrapped = FreezeAfterWarmUpASGI(app, after=2)
+    try:
+        gc.unfreeze()
+        asyncio.run(wrapped({"type": "http"}, None, None))
+        try:
+            asyncio.run(wrapped({"type": "http"}, None, None))
+        except RuntimeError:
+            pass
+        assert calls == ["http", "http"] and wrapped.warm_up.frozen and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_gc_freeze_collects_garbage_first():
+    gc.unfreeze()
+    try:
+        cycle = []
+        cycle.append(cycle)
+        del cycle
+        gc_freeze()
+        assert gc.collect() == 0  # nothing left for the collector: the cycle went before the freeze
     finally:
         gc.unfreeze()
 
@@ -64,9 +104,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_gunicorn_starts_with_the_config_and_serves():
+def test_gunicorn_starts_with_the_settings_file_and_serves():
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": "", "REDIS_URL": "", "CELERY_BROKER_URL": "", "GUNICORN_GC_FREEZE_AFTER": "2"}
+    env = {**os.environ, "DATABASE_URL": "", "REDIS_URL": "", "CELERY_BROKER_URL": "", "GC_FREEZE_AFTER_REQUESTS": "2"}
     env["SQLITE_PATH"] = str(ROOT / f"gunicorn-test-{port}.sqlite3")
     proc = subprocess.Popen(
         [
