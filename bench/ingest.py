@@ -190,8 +190,6 @@ def main() -> None:
     dsn = env.get("DATABASE_URL")
     if not dsn:
         sys.exit("bench/ingest.py measures PostgreSQL: set DATABASE_URL")
-    if args.server == "uvicorn":
-        env.setdefault("DATABASE_POOL", "1")
     manage("migrate", "--noinput", env=env)
     slug = f"bench-ingest-{os.getpid()}"
     key = json.loads(manage("create_neuron", slug, "--name", "Ingestion benchmark", env=env))["publishableKey"]

@@ -41,9 +41,6 @@ def main() -> None:
     args = parser.parse_args()
 
     env = bench_env()
-    if env.get("DATABASE_URL") and args.server == "uvicorn":
-        # Under ASGI each request thread would hold its own persistent connection; share a pool.
-        env.setdefault("DATABASE_POOL", "1")
     if not env.get("DATABASE_URL"):
         env["SQLITE_PATH"] = str(Path(__file__).resolve().parent.parent / "bench-sessions.sqlite3")
     manage("migrate", "--noinput", env=env)

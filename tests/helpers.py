@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import connection
 from rest_framework.test import APIClient
 
 from tests.conftest import IPHONE_UA
@@ -22,3 +23,16 @@ def assert_problem(response, status: int) -> dict:
     assert body["status"] == status
     assert {"type", "title", "detail"} <= set(body)
     return body
+
+
+def end_server_threads_connections() -> None:
+    """PostgreSQL: end the connections a server's worker threads keep open (they outlive the
+    test), so the test database can be dropped at the end of the run. The threads reconnect
+    when next used (the connection health check sees the ended connection)."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from django.db import connection
 
 from tests.federation.factories import NeuronFactory
+from tests.helpers import end_server_threads_connections
 from tests.sessions_app.factories import BehaviorEventFactory, UserSessionFactory
 
 CHROMIUM = "/usr/bin/chromium"
@@ -68,14 +68,7 @@ def asgi_server(settings, require_chromium) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
-    if connection.vendor == "postgresql":
-        # The server's worker threads keep their connections open; end them so the test
-        # database can be dropped at the end of the run.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
+    end_server_threads_connections()
 
 
 @pytest.fixture
