@@ -147,6 +147,9 @@ def session_payload(session: UserSession, *, token: str | None = None) -> dict[s
     return SessionOutput(data).data
 
 
+_EXPIRES_AT = serializers.DateTimeField()
+
+
 class SessionCreateApi(APIView):
     authentication_classes = [SiteKeyAuthentication]
     permission_classes = [HasSiteKey]
@@ -200,7 +203,7 @@ class SessionCreateApi(APIView):
             "sessionId": s.public_id,
             "token": result.token,
             "anonymousId": s.anonymous_id,
-            "expiresAt": s.expires_at,
+            "expiresAt": _EXPIRES_AT.to_representation(s.expires_at),  # as the serializer wrote it (…Z)
             "idleTimeoutSeconds": int(settings.SESSION_IDLE_TIMEOUT.total_seconds()),
             "restored": result.restored,
             "consent": {name: bool(s.consent.get(name)) for name in PURPOSES},

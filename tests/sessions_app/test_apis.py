@@ -52,8 +52,10 @@ def test_create_returns_session_token_and_enriched_metadata(site_client, neuron)
     assert body["idleTimeoutSeconds"] == 1800
     assert len(body["token"]) >= 32
     assert body["consent"]["analytics"] is True and body["consent"]["marketing"] is False
+    assert set(body["consent"]) == {"analytics", "personalization", "marketing", "fingerprinting", "saleSharing"}
 
     session = UserSession.objects.get(public_id=body["sessionId"])
+    assert body["expiresAt"] == session.expires_at.isoformat().replace("+00:00", "Z")
     assert session.neuron == neuron
     assert session.device_type == "mobile"
     assert session.browser == "Mobile Safari"
