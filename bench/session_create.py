@@ -1,9 +1,11 @@
 """Session creation throughput and latency against a bare Django JSON view, measured in one run.
 
-    python bench/session_create.py [--seconds 10] [--rate 200] [--concurrency 16] [--server gthread|uvicorn|gunicorn]
+    python bench/session_create.py [--seconds 10] [--rate 200] [--concurrency 16] [--server uvicorn|gthread|gunicorn]
         [--workers N]
 
-Starts the server on loopback (PostgreSQL when DATABASE_URL is set, SQLite otherwise),
+Starts the server on loopback (PostgreSQL when DATABASE_URL is set, SQLite otherwise): by
+default the ASGI server (uvicorn, config/asgi.py, as `make run` serves); `--server gthread`
+is gunicorn with config/gunicorn.conf.py (the production HTTP API),
 then for each of the bare view (`/bench/bare`) and `POST /api/sessions/create`:
 a fixed-rate run (open loop, default 200 req/s) and a flat-out run. Prints req/s,
 p50/p99 and our rate as a fraction of the bare view's. Target: create p99 < 100 ms at 200 req/s.
@@ -34,7 +36,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--server", choices=["gthread", "uvicorn", "gunicorn"], default="gthread")
+    parser.add_argument("--server", choices=["uvicorn", "gthread", "gunicorn"], default="uvicorn")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8, help="threads per gthread worker")
     parser.add_argument("--port", type=int, default=8191)
