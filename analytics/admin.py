@@ -10,6 +10,7 @@ from analytics.models import (
     RollupWatermark,
     SessionSequence,
     Visitor,
+    VisitorRollup,
 )
 
 
@@ -44,6 +45,15 @@ class VisitorAdmin(JobOutputAdmin):
     search_fields = ["=anonymous_id"]
     date_hierarchy = "last_seen_at"
     list_select_related = ["neuron"]
+
+
+@admin.register(VisitorRollup)
+class VisitorRollupAdmin(JobOutputAdmin):
+    list_display = ["period_start", "neuron", "device_type", "country", "utm_source", "visitors"]
+    list_filter = ["neuron", "device_type"]
+    date_hierarchy = "period_start"
+    list_select_related = ["neuron"]
+    exclude = ["ids"]  # packed binary Visitor ids
 
 
 @admin.register(Action)

@@ -8,8 +8,10 @@ device type, country and UTM source, so the ALL rows are exact sums. Queries
 with two or three filters read raw rows (analytics.aggregation.dimension_supports).
 
 Nothing here identifies a visitor: no session, no anonymous id, no address.
-Distinct-visitor counts are never stored here, because they cannot be added up
-across periods or filter values; they are counted from the sessions table.
+Distinct-visitor counts cannot be added up across periods or filter values, so
+the rollups do not hold them: VisitorRollup keeps each hour's distinct visitors
+as a set of integer ids, and a range's visitors are the size of the union of
+its hours' sets (and of the raw sessions of the open period).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class Granularity(models.TextChoices):
     DAY = "day", "Day"
     # Session sequences (SessionSequence) of sessions that started before the watermark.
     SESSION = "session", "Session sequences"
+    # Visitor sets (VisitorRollup) of the hours before the watermark.
+    VISITORS = "visitors", "Visitor sets"
 
 
 class RollupBase(models.Model):
@@ -91,6 +95,43 @@ class DailyRollup(RollupBase):
         ]
 
 
+class VisitorRollup(models.Model):
+    """The distinct visitors who started a consented session in one UTC hour: their integer
+    Visitor ids, sorted, packed as little-endian int64 (`ids`), and how many (`visitors`).
+
+    Kept per neuron for the same filter combinations as the rollups (all ALL, or one of
+    device type, country and UTM source concrete). A range's visitors are the size of the
+    union of its hours' sets, so a returning visitor counts once. Built for closed hours
+    (watermark Granularity.VISITORS) and rebuilt with their rollups.
+    """
+
+    neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="+")
+    period_start = models.DateTimeField()
+    device_type = models.CharField(max_length=16, default=ALL)
+    country = models.CharField(max_length=2, default=ALL)
+    utm_source = models.CharField(max_length=200, default=ALL)
+    visitors = models.PositiveIntegerField(default=0)
+    ids = models.BinaryField()
+
+    class Meta:
+        db_table = "analytics_rollup_visitors"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["neuron", "period_start", "device_type", "country", "utm_source"],
+                name="uniq_rollup_visitors_key",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["device_type", "country", "utm_source", "period_start"],
+                name="rollup_visitors_lookup_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period_start:%Y-%m-%d %H:%M}: {self.visitors} visitors"
+
+
 class RollupPeriod(models.Model):
     """One computed period: what it was computed from, so later changes are noticed.
 
@@ -152,9 +193,10 @@ class Action(models.Model):
 class Visitor(models.Model):
     """A visitor of one site (neuron, anonymous id) under a compact integer id.
 
-    Sequences carry this id, so funnels group events by visitor with integers
-    rather than strings. Created by the rollup jobs; `last_seen_at` is the start of
-    the visitor's latest session with a sequence (what retention measures from).
+    Sequences and visitor rollups carry this id, so funnels group events by visitor,
+    and distinct visitors are counted, with integers rather than strings. Created by
+    the rollup jobs; `last_seen_at` is the start of the visitor's latest session
+    rolled up (what retention measures from).
     """
 
     id = models.BigAutoField(primary_key=True)

@@ -38,4 +38,8 @@ EXEMPT = {
     "analytics.RollupPeriod": "bookkeeping of rollup runs; row counts only",
     "analytics.RollupWatermark": "bookkeeping of rollup runs",
     "analytics.Action": "the distinct event types, names and page paths seen; no link to any visit",
+    "analytics.VisitorRollup": (
+        "per hour, the integer Visitor ids of its distinct visitors, only to count them; an id names no one once "
+        "its Visitor row is erased, and the reconcile job rebuilds the hours whose sessions changed"
+    ),
 }

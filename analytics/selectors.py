@@ -3,9 +3,10 @@
 Every additive number is read in three parts: daily rollups for closed UTC days
 that fall wholly inside one requested bucket, hourly rollups for the other
 closed hours, and raw rows (through the same aggregation functions the rollups
-were built with) for the open period. Distinct-visitor counts, retention,
-funnels and journeys need identities and order, so they read the sessions and
-events tables directly.
+were built with) for the open period. Distinct visitors are the union of the
+closed hours' visitor sets and the open period's sessions. Retention, funnels
+and journeys need identities and order: they read session sequences and the
+sessions and events tables.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ from analytics.models import (
     RollupWatermark,
     SessionSequence,
     Visitor,
+    VisitorRollup,
 )
 from analytics.sequences import (
+    VISITOR_IDS_DTYPE,
     Stream,
     epoch_us,
     funnel_counts,
@@ -375,7 +378,8 @@ def _visitors_queryset(scope: Scope):
 
 
 def visitors_count(scope: Scope) -> int:
-    """Distinct visitors (anonymous ids per site) with a session starting in the range."""
+    """Distinct visitors (anonymous ids per site) with a session starting in the range, counted
+    from the sessions table."""
     qs = _visitors_queryset(scope)
     if scope.neuron_ids is not None and len(scope.neuron_ids) == 1:
         return qs.aggregate(n=Count("anonymous_id", distinct=True))["n"]
@@ -383,6 +387,7 @@ def visitors_count(scope: Scope) -> int:
 
 
 def visitors_series(scope: Scope, interval: str, bounds: Sequence[datetime]) -> list[int]:
+    """Distinct visitors per hour or local day, counted from the sessions table."""
     trunc = TruncHour if interval == "hour" else TruncDay
     counts = [0] * (len(bounds) - 1)
     rows = (
@@ -395,6 +400,80 @@ def visitors_series(scope: Scope, interval: str, bounds: Sequence[datetime]) -> 
     for row in rows:
         i = min(max(bisect.bisect_right(bounds, row["bucket"]) - 1, 0), len(counts) - 1)
         counts[i] += row["n"]  # distinct per site: visitors of two sites are two visitors
+    return counts
+
+
+def visitors_per_bucket(scope: Scope, bounds: Sequence[datetime], interval: str | None = None) -> list[int]:
+    """Distinct visitors with a session starting in each bucket [bounds[i], bounds[i + 1]).
+
+    Closed hours read their visitor sets (VisitorRollup: sorted Visitor ids), the open part
+    the sessions, whose visitors are looked up in the Visitor table: a bucket's count is the
+    size of the union, so a visitor seen in several hours, or in closed and open ones, counts
+    once. Zones off the whole hour and two or three filters read the sessions table only
+    (by `interval`, or per bucket without one)."""
+    bounds = list(bounds)
+    n_buckets = len(bounds) - 1
+    f = scope.filters
+    mark = (
+        RollupWatermark.objects.filter(granularity=Granularity.VISITORS)
+        .values_list("closed_through", flat=True)
+        .first()
+    )
+    plan = source_plan(bounds, hourly_through=mark if dimension_supports("total", f) else None, daily_through=None)
+    if not plan.hourly:
+        if interval is not None:
+            return visitors_series(scope, interval, bounds)
+        return [visitors_count(replace(scope, start=a, end=b)) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    postgres = connection.vendor == "postgresql"
+    edges = [epoch_us(b) for b in bounds]
+
+    def bucket_of(t_us: int) -> int:
+        return min(max(bisect.bisect_right(edges, t_us) - 1, 0), n_buckets - 1)
+
+    def times(qs, field: str) -> tuple[Any, str]:
+        # Whole microseconds computed by PostgreSQL: parsing thousands of timestamps costs more.
+        return (qs.annotate(t_us=_EpochMicroseconds(field)), "t_us") if postgres else (qs, field)
+
+    chunks: list[list[np.ndarray]] = [[] for _ in range(n_buckets)]
+    sets = VisitorRollup.objects.filter(
+        _ranges_q(plan.hourly, "period_start"),
+        device_type=f.device_type if f.device_type is not None else ALL,
+        country=f.country if f.country is not None else ALL,
+        utm_source=f.utm_source if f.utm_source is not None else ALL,
+    )
+    if scope.neuron_ids is not None:
+        sets = sets.filter(neuron_id__in=scope.neuron_ids)
+    sets, t_name = times(sets, "period_start")
+    for t, ids in sets.values_list(t_name, "ids"):
+        chunks[bucket_of(t if postgres else epoch_us(t))].append(np.frombuffer(ids, dtype=VISITOR_IDS_DTYPE))
+    # Visitors of the open part without a Visitor id yet are in no set: counted by (site, anonymous id).
+    fresh: list[set[tuple[int, str]]] = [set() for _ in range(n_buckets)]
+    known: list[list[int]] = [[] for _ in range(n_buckets)]
+    for start, end in plan.raw:
+        sessions = session_queryset(start=start, end=end, neuron_ids=scope.neuron_ids, filters=f).annotate(
+            visitor_key=Subquery(
+                Visitor.objects.filter(neuron_id=OuterRef("neuron_id"), anonymous_id=OuterRef("anonymous_id"))
+                .order_by()
+                .values("pk")[:1]
+            )
+        )
+        sessions, t_name = times(sessions, "started_at")
+        for t, key, neuron_id, anonymous_id in sessions.values_list(t_name, "visitor_key", "neuron_id", "anonymous_id"):
+            b = bucket_of(t if postgres else epoch_us(t))
+            if key is None:
+                fresh[b].add((neuron_id, anonymous_id))
+            else:
+                known[b].append(key)
+    counts = []
+    for b in range(n_buckets):
+        if known[b]:
+            chunks[b].append(np.array(known[b], dtype=VISITOR_IDS_DTYPE))
+        distinct = 0
+        if chunks[b]:
+            ids = np.sort(np.concatenate(chunks[b]))
+            distinct = int(np.count_nonzero(ids[1:] != ids[:-1])) + 1
+        counts.append(distinct + len(fresh[b]))
     return counts
 
 
@@ -439,11 +518,12 @@ def _metrics_with_previous(scope: Scope) -> tuple[dict[str, float], dict[str, fl
     """This period's numbers and the previous period's, read together as two buckets."""
     previous = scope.previous
     counts = read_counts(scope, ["total", "event_type", "conversions"], [previous.start, scope.start, scope.end])
+    visitors = visitors_per_bucket(scope, [previous.start, scope.start, scope.end])
     out = []
-    for bucket, period in ((1, scope), (0, previous)):
+    for bucket in (1, 0):
         total = counts["total"][bucket].get("", _zero("total"))
         values = _derive(total, counts["event_type"][bucket], counts["conversions"][bucket])
-        values["visitors"] = visitors_count(period)
+        values["visitors"] = visitors[bucket]
         out.append(values)
     return out[0], out[1]
 
@@ -519,7 +599,7 @@ def trends_series(*, scope: Scope, metric: str, interval: str) -> dict[str, Any]
     if len(bounds) > MAX_HOURLY_BUCKETS:
         raise ValidationFailed("Too many buckets.", errors={"interval": ["Hourly series may span at most 31 days."]})
     if metric == "visitors":
-        values: list[float] = list(visitors_series(scope, interval, bounds))
+        values: list[float] = list(visitors_per_bucket(scope, bounds, interval))
     else:
         counts = read_counts(scope, ["total", "event_type", "conversions"], bounds)
         values = [

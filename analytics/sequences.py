@@ -22,6 +22,8 @@ from analytics.algorithms import ENTRANCE, EXIT, OTHER
 # One event of a packed sequence: time (microseconds since the epoch), event id, Action id.
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("id", "<i8"), ("action", "<i4")])
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A visitor set (analytics.models.VisitorRollup.ids): sorted Visitor ids.
+VISITOR_IDS_DTYPE = np.dtype("<i8")
 
 # Journey trail cells that are not pages.
 END = -1  # (exit) after the last page, or (entrance) before the first

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Min, Q
@@ -50,8 +51,9 @@ from analytics.models import (
     RollupWatermark,
     SessionSequence,
     Visitor,
+    VisitorRollup,
 )
-from analytics.sequences import epoch_us, pack
+from analytics.sequences import VISITOR_IDS_DTYPE, epoch_us, pack
 from sessions_app.models import BehaviorEvent, UserSession
 
 HOUR = timedelta(hours=1)
@@ -273,6 +275,7 @@ def rollup_advance(*, now: datetime | None = None, chunk: timedelta = DAY) -> di
         cursor = step_end
     if daily is None or day_target > daily.closed_through:
         _set_watermark(Granularity.DAY, max(day_target, day_start))
+    visitor_sets_advance(through=hourly_through, chunk=chunk)
     sequences_advance(through=hourly_through, chunk=chunk)
     return {"hours": built_hours, "days": built_days}
 
@@ -325,6 +328,7 @@ def rollup_reconcile(*, now: datetime | None = None, days: int | None = None) ->
     )
     for hour in stale:
         rollup_build_hours(start=hour, end=hour + HOUR, now=now)
+    visitor_sets_rebuild_hours(stale)
     sequences_rebuild_hours(stale)
     stale_days = sorted({floor_day(h) for h in stale})
     daily = RollupWatermark.objects.filter(granularity=Granularity.DAY).first()
@@ -334,6 +338,84 @@ def rollup_reconcile(*, now: datetime | None = None, days: int | None = None) ->
             rollup_build_days(start=day, end=day + DAY, now=now)
             rebuilt_days += 1
     return {"hours": len(stale), "days": rebuilt_days}
+
+
+# ---------------------------------------------------------------------------
+# Visitor sets: each closed hour's distinct visitors, for exact multi-day unique visitors
+# ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def visitor_sets_build(*, start: datetime, end: datetime) -> int:
+    """(Re)build the visitor sets of every hour in [start, end). Returns the sets written.
+
+    One set per neuron, hour and filter combination (all ALL, or one filter value kept,
+    as in the rollups): the sorted distinct Visitor ids of the consented sessions that
+    started in the hour. Visitors get their integer id here if they have none yet."""
+    start, end = floor_hour(start), floor_hour(end)
+    if end <= start:
+        return 0
+    rows = list(
+        session_queryset(start=start, end=end, neuron_ids=all_neuron_ids(), filters=Filters()).values_list(
+            "neuron_id", "anonymous_id", "started_at", *FILTER_FIELDS
+        )
+    )
+    last_seen: dict[tuple[int, str], datetime] = {}
+    for neuron_id, anonymous_id, started_at, *_ in rows:
+        key = (neuron_id, anonymous_id)
+        last_seen[key] = max(last_seen.get(key, started_at), started_at)
+    visitors = visitors_ids(last_seen)
+    sets: dict[tuple, set[int]] = defaultdict(set)
+    for neuron_id, anonymous_id, started_at, *values in rows:
+        visitor = visitors[(neuron_id, anonymous_id)]
+        hour = floor_hour(started_at)
+        for keep in _SUBSETS:
+            sets[(neuron_id, hour, *(v if k else ALL for v, k in zip(values, keep, strict=True)))].add(visitor)
+    VisitorRollup.objects.filter(period_start__gte=start, period_start__lt=end).delete()
+    VisitorRollup.objects.bulk_create(
+        [
+            VisitorRollup(
+                neuron_id=neuron_id,
+                period_start=hour,
+                device_type=device_type,
+                country=country,
+                utm_source=utm_source,
+                visitors=len(ids),
+                ids=np.array(sorted(ids), dtype=VISITOR_IDS_DTYPE).tobytes(),
+            )
+            for (neuron_id, hour, device_type, country, utm_source), ids in sets.items()
+        ],
+        batch_size=1000,
+    )
+    return len(sets)
+
+
+@transaction.atomic
+def visitor_sets_advance(*, through: datetime, chunk: timedelta = DAY) -> int:
+    """Build the visitor sets of the closed hours before `through` that have none yet; move the watermark."""
+    mark = _watermark(Granularity.VISITORS)
+    if mark is not None:
+        start = mark.closed_through
+    else:
+        first = consented_sessions().filter(started_at__lt=through).aggregate(m=Min("started_at"))["m"]
+        start = floor_hour(first) if first is not None else through
+    written = 0
+    cursor = start
+    while cursor < through:
+        step_end = min(cursor + chunk, through)
+        written += visitor_sets_build(start=cursor, end=step_end)
+        cursor = step_end
+    if mark is None or through > mark.closed_through:
+        _set_watermark(Granularity.VISITORS, max(through, start))
+    return written
+
+
+def visitor_sets_rebuild_hours(hours: Iterable[datetime]) -> int:
+    """Rebuild the visitor sets of these closed hours (their sessions changed)."""
+    mark = RollupWatermark.objects.filter(granularity=Granularity.VISITORS).first()
+    if mark is None:
+        return 0
+    return sum(visitor_sets_build(start=h, end=h + HOUR) for h in hours if h < mark.closed_through)
 
 
 # ---------------------------------------------------------------------------
@@ -368,7 +450,8 @@ def actions_ids(triples: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str,
 
 
 def visitors_ids(last_seen: dict[tuple[int, str], datetime]) -> dict[tuple[int, str], int]:
-    """The Visitor id of each (neuron, anonymous id), creating the missing ones; moves last_seen_at forward."""
+    """The Visitor id of each (neuron, anonymous id), creating the missing ones; moves last_seen_at forward
+    (the latest start of the visitor's sessions rolled up)."""
     by_neuron: dict[int, list[str]] = defaultdict(list)
     for neuron_id, anonymous_id in last_seen:
         by_neuron[neuron_id].append(anonymous_id)

@@ -142,3 +142,74 @@ def test_breakdowns_are_kept_hourly_only_until_their_day_is_rolled_up():
     services.rollup_advance(now=START + timedelta(days=3))  # hours to day 2 23:00, days to day 2
     assert breakdowns.filter(period_start__gte=START + timedelta(days=2)).exists()
     assert not breakdowns.filter(period_start__lt=START + timedelta(days=2)).exists()
+
+
+def _visitor_sets() -> dict[tuple, list[int]]:
+    import numpy as np
+
+    from analytics.models import VisitorRollup
+
+    return {
+        (r.neuron_id, r.period_start, r.device_type, r.country, r.utm_source): np.frombuffer(
+            bytes(r.ids), dtype="<i8"
+        ).tolist()
+        for r in VisitorRollup.objects.all()
+    }
+
+
+def test_visitor_sets_hold_each_closed_hours_distinct_visitors():
+    """Per closed hour and filter combination (all, or one value kept): the sorted Visitor ids of the
+    consented sessions that started in it; the open hours have none."""
+    from analytics.models import Visitor
+
+    a = UserSessionFactory(started_at=START + timedelta(hours=1, minutes=5), device_type="mobile", country="FR")
+    UserSessionFactory(  # the same visitor again in the same hour, on another device
+        started_at=START + timedelta(hours=1, minutes=40), neuron=a.neuron, anonymous_id=a.anonymous_id
+    )
+    b = UserSessionFactory(started_at=START + timedelta(hours=1, minutes=50), neuron=a.neuron, utm_source="ads")
+    UserSessionFactory(started_at=START + timedelta(hours=1), consent={"analytics": False}, neuron=a.neuron)
+    UserSessionFactory(started_at=START + timedelta(hours=3), neuron=a.neuron)  # still open
+    services.rollup_advance(now=START + timedelta(hours=3, minutes=30))  # closed through 02:00
+    assert RollupWatermark.objects.get(granularity="visitors").closed_through == START + timedelta(hours=2)
+    va = Visitor.objects.get(neuron=a.neuron, anonymous_id=a.anonymous_id).pk
+    vb = Visitor.objects.get(neuron=a.neuron, anonymous_id=b.anonymous_id).pk
+    hour = START + timedelta(hours=1)
+    n = a.neuron_id
+    assert _visitor_sets() == {
+        (n, hour, ALL, ALL, ALL): sorted([va, vb]),
+        (n, hour, "mobile", ALL, ALL): [va],
+        (n, hour, "desktop", ALL, ALL): sorted([va, vb]),
+        (n, hour, ALL, "FR", ALL): [va],
+        (n, hour, ALL, "GB", ALL): sorted([va, vb]),
+        (n, hour, ALL, ALL, ""): [va],
+        (n, hour, ALL, ALL, "ads"): [vb],
+    }
+    assert Visitor.objects.count() == 2  # the session without consent has none
+
+
+def test_visitor_sets_are_rebuilt_with_their_hours_and_built_late_for_existing_rollups():
+    """Reconcile rebuilds the sets of hours whose sessions changed; rollups made before visitor sets
+    existed (no watermark) get theirs on the next run, and are read from sessions until then."""
+    from analytics.models import VisitorRollup
+
+    a = UserSessionFactory(started_at=START + timedelta(hours=1))
+    b = UserSessionFactory(started_at=START + timedelta(hours=1, minutes=20), neuron=a.neuron)
+    now = START + timedelta(days=2)
+    services.rollup_advance(now=now)
+    scope = selectors.scope_build(start=START.date(), end=START.date(), now=now)
+    assert selectors.metrics_summary(scope=scope, now=now)["consented"]["visitors"]["value"] == 2
+    a.delete()
+    services.rollup_reconcile(now=now)
+    assert selectors.metrics_summary(scope=scope, now=now)["consented"]["visitors"]["value"] == 1
+    assert [len(ids) for ids in _visitor_sets().values()] == [1] * len(_visitor_sets())
+
+    VisitorRollup.objects.all().delete()
+    RollupWatermark.objects.filter(granularity="visitors").delete()
+    UserSessionFactory(started_at=START + timedelta(hours=5), neuron=a.neuron, anonymous_id=b.anonymous_id)
+    UserSessionFactory(started_at=START + timedelta(hours=6), neuron=a.neuron)
+    services.rollup_build_hours(start=START, end=START + timedelta(days=1), now=now)
+    assert selectors.metrics_summary(scope=scope, now=now)["consented"]["visitors"]["value"] == 2
+    services.rollup_advance(now=now)
+    assert RollupWatermark.objects.get(granularity="visitors").closed_through == START + timedelta(days=1, hours=23)
+    assert sum(len(ids) for k, ids in _visitor_sets().items() if k[2:] == (ALL, ALL, ALL)) == 3  # b in two hours
+    assert selectors.metrics_summary(scope=scope, now=now)["consented"]["visitors"]["value"] == 2
