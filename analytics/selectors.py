@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from django.conf import settings
 from django.db import connection
-from django.db.models import BigIntegerField, Count, Exists, Func, OuterRef, Q, Subquery, Sum
+from django.db.models import BigIntegerField, BooleanField, Count, Exists, F, Func, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import TruncDate, TruncDay, TruncHour, TruncWeek
 from django.utils import timezone
 
@@ -943,6 +943,21 @@ def _closed_stream(closed: _Closed, scope: Scope, *, by: str, codes: np.ndarray)
     return Stream(group[keep], t[keep], closed.events["id"].astype(np.int64)[keep], codes[keep])
 
 
+class _EqualsAny(Func):
+    """`column = ANY(array)` (PostgreSQL): one array parameter however many values, where `__in`
+    sends, and has the server parse and plan, one parameter per value."""
+
+    arg_joiner = " = ANY("
+    template = "(%(expressions)s))"
+    output_field = BooleanField()
+
+
+def _in_values(qs, field: str, values: list[int]):
+    if connection.vendor == "postgresql":
+        return qs.filter(_EqualsAny(F(field), Value(values)))
+    return qs.filter(**{f"{field}__in": values})
+
+
 class _EpochMicroseconds(Func):
     """A timestamp as whole microseconds since the epoch, computed by PostgreSQL (exact: numeric)."""
 
@@ -981,7 +996,7 @@ def _open_rows(scope: Scope, closed_through: datetime | None, events: Q, *, by: 
             }
         else:
             sessions = dict.fromkeys(open_sessions.values_list("pk", flat=True), (0, "", None))
-        qs = qs.filter(session_id__in=list(sessions))
+        qs = _in_values(qs, "session_id", list(sessions))
     postgres = connection.vendor == "postgresql"
     names = ["session_id", "t_us" if postgres else "timestamp", "pk", "event_type", "event_name", "page_path"]
     if by == "visitor" and closed_through is None:
@@ -1102,10 +1117,14 @@ def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top:
         stream = _closed_stream(closed, scope, by="session", codes=codes)
         stream.code = stream.code - 1
         streams.append(stream)
-    with_page = BehaviorEvent.objects.filter(
-        event_type__in=PAGE_VIEW_TYPES, page_path=page, timestamp__gte=scope.start, timestamp__lt=scope.end
-    ).values("session_id")
-    views = Q(event_type__in=PAGE_VIEW_TYPES, session_id__in=with_page)
+    views = Q(event_type__in=PAGE_VIEW_TYPES)
+    if closed_through is None:
+        # Every session is open: only those that viewed the page. (With sequences, the open
+        # sessions are few: all their views are read, and those without the page have no trail.)
+        with_page = BehaviorEvent.objects.filter(
+            event_type__in=PAGE_VIEW_TYPES, page_path=page, timestamp__gte=scope.start, timestamp__lt=scope.end
+        ).values("session_id")
+        views &= Q(session_id__in=with_page)
     rows = _open_rows(scope, closed_through, views, by="session")
     if rows:
         streams.append(
