@@ -937,10 +937,35 @@ def _closed_stream(closed: _Closed, scope: Scope, *, by: str, codes: np.ndarray)
     """The closed sessions' events in the range as a stream grouped by visitor or session.
 
     `codes` maps the positions of `closed.events` to codes; 0 drops the event."""
-    group = np.repeat(closed.visitors if by == "visitor" else closed.sessions, closed.counts)
-    t = closed.events["t"].astype(np.int64)
-    keep = (t >= epoch_us(scope.start)) & (t < epoch_us(scope.end)) & (codes != 0)
-    return Stream(group[keep], t[keep], closed.events["id"].astype(np.int64)[keep], codes[keep])
+    at = np.flatnonzero(codes)  # the events that count, then those in the range
+    t = closed.events["t"][at].astype(np.int64)
+    inside = (t >= epoch_us(scope.start)) & (t < epoch_us(scope.end))
+    at, t = at[inside], t[inside]
+    # Each event's sequence: the first whose cumulative event count passes its position.
+    owner = np.searchsorted(np.cumsum(closed.counts), at, side="right")
+    group = (closed.visitors if by == "visitor" else closed.sessions)[owner]
+    return Stream(group, t, closed.events["id"][at].astype(np.int64), codes[at])
+
+
+# Action ids below this are mapped to codes through a table indexed by id (one lookup per
+# event); beyond it, by binary search among the wanted ids.
+MAX_ACTION_TABLE = 1 << 20
+
+
+def _action_codes(action: np.ndarray, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per event, values[i] where its action is ids[i], else 0."""
+    if not len(ids) or not len(action):
+        return np.zeros(len(action), dtype=np.int64)
+    top = max(int(ids.max()), int(action.max()))
+    if top < MAX_ACTION_TABLE:
+        table = np.zeros(top + 1, dtype=np.int64)
+        table[ids] = values
+        return table[action]
+    order = np.argsort(ids)
+    ids, values = ids[order], values[order]
+    action = action.astype(np.int64)
+    at = np.minimum(np.searchsorted(ids, action), len(ids) - 1)
+    return np.where(ids[at] == action, values[at], 0)
 
 
 class _EqualsAny(Func):
@@ -1045,13 +1070,7 @@ def funnel_report(*, scope: Scope, steps: Sequence[FunnelStep], window: timedelt
     if len(closed.events):
         ids = np.fromiter(masks, dtype=np.int64, count=len(masks))
         values = np.fromiter(masks.values(), dtype=np.int64, count=len(masks))
-        codes = np.zeros(len(closed.events), dtype=np.int64)
-        if len(ids):
-            order = np.argsort(ids)
-            ids, values = ids[order], values[order]
-            action = closed.events["action"].astype(np.int64)
-            at = np.minimum(np.searchsorted(ids, action), len(ids) - 1)
-            codes = np.where(ids[at] == action, values[at], 0)
+        codes = _action_codes(closed.events["action"], ids, values)
         streams.append(_closed_stream(closed, scope, by="visitor", codes=codes))
     rows = _open_rows(scope, closed_through, any_step, by="visitor")
     if rows:
@@ -1105,15 +1124,9 @@ def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top:
     # Only the sessions that viewed the page have a trail.
     closed = _closed_sequences(scope, closed_through, actions=sorted(pk for pk, path in pairs if path == page))
     if len(closed.events):
-        codes = np.zeros(len(closed.events), dtype=np.int64)
-        if pairs:
-            ids = np.array([pk for pk, _ in pairs], dtype=np.int64)
-            values = np.array([path_index(p) + 1 for _, p in pairs], dtype=np.int64)  # 0 drops
-            order = np.argsort(ids)
-            ids, values = ids[order], values[order]
-            action = closed.events["action"].astype(np.int64)
-            at = np.minimum(np.searchsorted(ids, action), len(ids) - 1)
-            codes = np.where(ids[at] == action, values[at], 0)
+        ids = np.array([pk for pk, _ in pairs], dtype=np.int64)
+        values = np.array([path_index(p) + 1 for _, p in pairs], dtype=np.int64)  # 0 drops
+        codes = _action_codes(closed.events["action"], ids, values)
         stream = _closed_stream(closed, scope, by="session", codes=codes)
         stream.code = stream.code - 1
         streams.append(stream)

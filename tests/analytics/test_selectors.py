@@ -356,3 +356,18 @@ def test_visitors_of_closed_hours_come_from_visitor_sets(population):
     closed = {(s.neuron_id, s.anonymous_id) for s in recount.sessions() if s.started_at < mark}
     opened = {(s.neuron_id, s.anonymous_id) for s in recount.sessions() if s.started_at >= mark}
     assert closed & opened and opened - closed  # both cases occur in the population
+
+
+@pytest.mark.parametrize("table_limit", [1 << 20, 0])
+def test_action_codes_by_table_and_by_search(monkeypatch, table_limit):
+    """Each event's code is its action's value, 0 for actions not asked for, whether looked up
+    in a table indexed by id or searched among the wanted ids (ids too large for a table)."""
+    import numpy as np
+
+    monkeypatch.setattr(selectors, "MAX_ACTION_TABLE", table_limit)
+    action = np.array([5, 3, 9, 5, 1, 12, 3], dtype="<i4")
+    codes = selectors._action_codes(action, np.array([9, 3, 5]), np.array([4, 1, 2]))
+    assert codes.tolist() == [2, 1, 4, 2, 0, 0, 1]
+    assert (
+        selectors._action_codes(action, np.array([], dtype=np.int64), np.array([], dtype=np.int64)).tolist() == [0] * 7
+    )
