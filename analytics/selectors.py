@@ -593,6 +593,22 @@ def metrics_summary(*, scope: Scope, now: datetime | None = None) -> dict[str, A
 
 TREND_METRICS = METRIC_NAMES
 
+# What each trend metric reads: the session counts (besides sessions) and the event dimensions.
+# A series of sessions runs neither the new-visitor nor the conversion subquery over raw rows.
+TREND_SOURCES: dict[str, tuple[list[str], list[str]]] = {
+    "sessions": (["sessions"], []),
+    "newSessions": (["new_sessions"], []),
+    "pageViews": (["sessions"], ["event_type"]),
+    "events": (["sessions"], ["event_type"]),
+    "conversions": (["sessions"], ["conversions"]),
+    "convertedSessions": (["converted_sessions"], []),
+    "avgSessionDuration": (["duration_seconds"], []),
+    "bounceRate": (["bounces"], []),
+    "pagesPerSession": (["page_view_sum"], []),
+    "conversionRate": (["converted_sessions"], []),
+    "avgEngagement": (["engagement_sum"], []),
+}
+
 
 def trends_series(*, scope: Scope, metric: str, interval: str) -> dict[str, Any]:
     bounds = bucket_bounds(scope, interval)
@@ -601,11 +617,15 @@ def trends_series(*, scope: Scope, metric: str, interval: str) -> dict[str, Any]
     if metric == "visitors":
         values: list[float] = list(visitors_per_bucket(scope, bounds, interval))
     else:
-        counts = read_counts(scope, ["total", "event_type", "conversions"], bounds)
+        session_metrics, event_dimensions = TREND_SOURCES[metric]
+        counts = read_counts(scope, ["total", *event_dimensions], bounds, metrics=session_metrics)
+        empty: list[Counts] = [{} for _ in range(len(bounds) - 1)]
         values = [
-            _derive(counts["total"][i].get("", _zero("total")), counts["event_type"][i], counts["conversions"][i])[
-                metric
-            ]
+            _derive(
+                counts["total"][i].get("", _zero("total")),
+                counts.get("event_type", empty)[i],
+                counts.get("conversions", empty)[i],
+            )[metric]
             for i in range(len(bounds) - 1)
         ]
     return {

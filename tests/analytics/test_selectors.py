@@ -129,11 +129,11 @@ def test_anonymous_traffic_is_reported_separately(population):
 
 @pytest.mark.parametrize("split,tz", [(s, tz) for s in SPLITS for tz in ZONES if s == "split" or tz == "UTC"])
 def test_daily_trends_match_brute_force(population, split, tz):
-    """Each local day's sessions, page views, conversion rate and distinct visitors equal a recount."""
+    """Each local day's value of every trend metric equals a recount."""
     _roll(split)
     scope, recount = _scope_and_recount(population, tz)
     days = recount.local_days()
-    for metric in ("sessions", "pageViews", "conversionRate", "visitors", "avgSessionDuration"):
+    for metric in selectors.TREND_METRICS:
         series = selectors.trends_series(scope=scope, metric=metric, interval="day")["series"]
         assert len(series) == len(days) == 4
         for point, (a, b) in zip(series, days, strict=True):
@@ -371,3 +371,19 @@ def test_action_codes_by_table_and_by_search(monkeypatch, table_limit):
     assert (
         selectors._action_codes(action, np.array([], dtype=np.int64), np.array([], dtype=np.int64)).tolist() == [0] * 7
     )
+
+
+def test_trends_read_only_what_their_metric_needs(population):
+    """A series of sessions runs neither the new-visitor nor the conversion subquery over raw rows, nor
+    reads events; a conversion rate does run the conversion one."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    scope, _ = _scope_and_recount(population, "UTC")  # nothing rolled up: all raw
+    with CaptureQueriesContext(connection) as queries:
+        selectors.trends_series(scope=scope, metric="sessions", interval="day")
+    sql = " ".join(q["sql"] for q in queries.captured_queries)
+    assert "EXISTS" not in sql.upper() and "behavior_events" not in sql
+    with CaptureQueriesContext(connection) as queries:
+        selectors.trends_series(scope=scope, metric="conversionRate", interval="day")
+    assert "EXISTS" in " ".join(q["sql"] for q in queries.captured_queries).upper()
