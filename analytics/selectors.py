@@ -1211,10 +1211,13 @@ def retention_report(*, scope: Scope, period: str, periods: int, now: datetime |
     visits_sql, params = (
         qs.annotate(visit_period=trunc).values("neuron_id", "anonymous_id", "visit_period").distinct().query
     ).sql_with_params()
+    # The window sorts visits by visitor: byte order is enough to group them, and on PostgreSQL
+    # cheaper than the database's collation.
+    binary = ' COLLATE "C"' if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT w.first_period, w.visit_period, COUNT(*) FROM (SELECT v.visit_period,"
-            " MIN(v.visit_period) OVER (PARTITION BY v.neuron_id, v.anonymous_id) AS first_period"
+            f" MIN(v.visit_period) OVER (PARTITION BY v.neuron_id, v.anonymous_id{binary}) AS first_period"
             f" FROM ({visits_sql}) v) w GROUP BY w.first_period, w.visit_period",
             params,
         )
