@@ -308,6 +308,8 @@ def read_counts(
     groups: dict[tuple[bool, bool], list[str]] = defaultdict(list)
     for dimension in dimensions:
         groups[(dimension in HOURLY_DIMENSIONS, dimension_supports(dimension, f))].append(dimension)
+    # Groups whose raw parts cover the same ranges read them together (one query over the sessions).
+    raw_work: dict[tuple[tuple[datetime, datetime], ...], list[str]] = defaultdict(list)
     for (has_hourly, has_rollups), dims in groups.items():
         plan = source_plan(
             bounds,
@@ -331,8 +333,10 @@ def read_counts(
             metric_names = sorted({m for d in dims for m in wanted(d)})
             for row in qs.values(*group).annotate(**{m: Sum(m) for m in metric_names}).order_by():
                 add(row["dimension"], bucket_of(row["period_start"]) if n_buckets > 1 else 0, row["value"], row)
-        hour_tz = scope.tz if n_buckets > 1 else None
-        for start, end in plan.raw:
+        raw_work[tuple(plan.raw)].extend(dims)
+    hour_tz = scope.tz if n_buckets > 1 else None
+    for raw_ranges, dims in raw_work.items():
+        for start, end in raw_ranges:
             raw_rows: dict[str, list[dict[str, Any]]] = {}
             # Session dimensions over the same sessions (consented, or all) share one query.
             for consented_only in (True, False):
@@ -347,8 +351,12 @@ def read_counts(
                         filters=f,
                         consented_only=consented_only,
                     )
+                    # Dimensions over every session only count them (ALL_SESSIONS_DIMENSIONS).
+                    wanted_metrics = metrics if consented_only else ["sessions"]
                     raw_rows.update(
-                        session_aggregate_many(queryset=sq, dimensions=session_dims, hour_tz=hour_tz, metrics=metrics)
+                        session_aggregate_many(
+                            queryset=sq, dimensions=session_dims, hour_tz=hour_tz, metrics=wanted_metrics
+                        )
                     )
             for dimension in dims:
                 if not is_session_dimension(dimension):

@@ -387,3 +387,17 @@ def test_trends_read_only_what_their_metric_needs(population):
     with CaptureQueriesContext(connection) as queries:
         selectors.trends_series(scope=scope, metric="conversionRate", interval="day")
     assert "EXISTS" in " ".join(q["sql"] for q in queries.captured_queries).upper()
+
+
+def test_report_dimensions_with_the_same_open_period_share_one_raw_query(population):
+    """Segments read totals (hourly rollups) and breakdowns (daily rollups) from different tables,
+    but the open hours of both from one query over the sessions."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _roll("split")
+    scope, recount = _scope_and_recount(population, "UTC")
+    with CaptureQueriesContext(connection) as queries:
+        body = selectors.segments_report(scope=scope)
+    assert sum("NOT EXISTS" in q["sql"].upper() for q in queries.captured_queries) == 1
+    assert body["sessions"] == recount.metrics()["sessions"]
