@@ -105,6 +105,14 @@ def session_create_parse(payload: Any) -> dict[str, Any]:
     return out
 
 
+def _json_size(value: Any) -> int | None:
+    """Bytes of JSON, or None for what JSON cannot hold (an integer past 64 bits)."""
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError:
+        return None
+
+
 def _fingerprint(value: Any, bag: ErrorBag) -> dict[str, Any] | None:
     fingerprint = _object(value, "fingerprint", bag, frozenset({"hash", "components"}))
     if fingerprint is None:
@@ -116,9 +124,10 @@ def _fingerprint(value: Any, bag: ErrorBag) -> dict[str, Any] | None:
         out["hash"] = _string(fingerprint["hash"], "fingerprint.hash", bag, max_length=128, min_length=8, blank=False)
     if "components" in fingerprint:
         components = fingerprint["components"]
-        if not isinstance(components, dict):
+        size = _json_size(components) if isinstance(components, dict) else None
+        if size is None:
             bag.add("fingerprint.components", "Expected a JSON object.")
-        elif len(orjson.dumps(components)) > 8 * 1024:
+        elif size > 8 * 1024:
             bag.add("fingerprint.components", "Must be at most 8192 bytes of JSON.")
         else:
             out["components"] = components

@@ -118,7 +118,11 @@ def json_object(value: Any, *, name: str, max_bytes: int, bag: ErrorBag) -> dict
     if not isinstance(value, dict):
         bag.add(name, NOT_OBJECT)
         return {}
-    dumped = orjson.dumps(value)
+    try:
+        dumped = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # an integer past 64 bits (JSON parsers make those floats)
+        bag.add(name, NOT_OBJECT)
+        return {}
     if len(dumped) > max_bytes:
         bag.add(name, f"Must be at most {max_bytes} bytes of JSON.")
         return {}

@@ -55,6 +55,10 @@ class JSONObjectField(serializers.JSONField):
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.fail("not_object")
-        if len(orjson.dumps(data)) > self.max_bytes:
+        try:
+            size = len(orjson.dumps(data))
+        except orjson.JSONEncodeError:  # not JSON after all (an integer past 64 bits, built by Python code)
+            self.fail("not_object")
+        if size > self.max_bytes:
             self.fail("too_large", max_bytes=self.max_bytes)
         return data

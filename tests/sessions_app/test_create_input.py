@@ -133,3 +133,12 @@ def test_valid_body_comes_back_trimmed_and_typed():
         "fingerprint": {"hash": "abcdef0123456789", "components": {"tz": "UTC"}},
         "gpc": False,
     }
+
+
+def test_values_json_cannot_hold_are_errors_not_crashes():
+    """Python code (not the JSON parser, which makes them floats) can build integers past 64 bits."""
+    payload = {"fingerprint": {"hash": "abcdefgh", "components": {"n": 2**70}}}
+    assert not Documented(data=payload).is_valid()
+    with pytest.raises(ValidationFailed) as caught:
+        session_create_parse(payload)
+    assert "fingerprint.components" in caught.value.errors
