@@ -14,7 +14,8 @@ from __future__ import annotations
 import bisect
 import functools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import BigIntegerField, BooleanField, Count, Exists, F, Func, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import TruncDate, TruncDay, TruncHour, TruncWeek
 from django.utils import timezone
@@ -873,6 +874,22 @@ class FunnelStep:
         return event_type == self.event_type and (not self.event_name or event_name == self.event_name)
 
 
+@contextmanager
+def _one_snapshot() -> Iterator[None]:
+    """Reads that must agree: the sequences, and the sessions without one, which the rollup job
+    turns into sequences meanwhile (a session read in neither, or in both, would be lost or
+    doubled). They run in one transaction, on PostgreSQL a repeatable-read one: every statement
+    sees the same snapshot. Inside a caller's transaction, its view is kept."""
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
 def _sequence_watermark() -> datetime | None:
     marks = RollupWatermark.objects.filter(granularity=Granularity.SESSION)
     return marks.values_list("closed_through", flat=True).first()
@@ -887,6 +904,9 @@ class _Closed:
     counts: np.ndarray
     events: np.ndarray
 
+
+# A sequence's header as _closed_sequences reads it from PostgreSQL (big-endian, as int8send/int4send write).
+_SEQUENCE_HEADER = np.dtype([("session", ">i8"), ("visitor", ">i8"), ("count", ">i4")])
 
 # Beyond this many actions, sequences are not narrowed by their actions (the filter would cost more).
 MAX_ACTION_FILTER = 64
@@ -903,10 +923,7 @@ def _closed_sequences(scope: Scope, closed_through: datetime | None, actions: Se
     if closed_through is None:
         return _Closed(empty, empty, empty, unpack(b""))
     qs = SessionSequence.objects.filter(
-        scope.filters.session_q(),
-        first_event_at__lt=scope.end,
-        last_event_at__gte=scope.start,
-        started_at__lt=closed_through,
+        scope.filters.session_q(), first_event_at__lt=scope.end, last_event_at__gte=scope.start
     )
     if scope.neuron_ids is not None:
         qs = qs.filter(neuron_id__in=scope.neuron_ids)
@@ -920,20 +937,22 @@ def _closed_sequences(scope: Scope, closed_through: datetime | None, actions: Se
     qs = qs.values("session_id", "visitor_id", "event_count", "events").order_by()
     if connection.vendor == "postgresql":
         sql, params = qs.query.sql_with_params()
-        sessions, visitors, counts, events = (
+        # Two aggregates, not four: each session's fixed-size header (id, visitor, event count), then the events.
+        headers, events = (
             bytes(b or b"")
             for b in _fetch_binary_row(
-                "SELECT string_agg(int8send(q.session_id::int8), ''::bytea),"
-                " string_agg(int8send(coalesce(q.visitor_id, -q.session_id)::int8), ''::bytea),"
-                " string_agg(int4send(q.event_count::int4), ''::bytea), string_agg(q.events, ''::bytea)"
-                f" FROM ({sql}) q",
+                "SELECT string_agg(int8send(q.session_id::int8)"
+                " || int8send(coalesce(q.visitor_id, -q.session_id)::int8)"
+                " || int4send(q.event_count::int4), ''::bytea),"
+                f" string_agg(q.events, ''::bytea) FROM ({sql}) q",
                 params,
             )
         )
+        header = np.frombuffer(headers, dtype=_SEQUENCE_HEADER)
         return _Closed(
-            np.frombuffer(sessions, dtype=">i8").astype(np.int64),
-            np.frombuffer(visitors, dtype=">i8").astype(np.int64),
-            np.frombuffer(counts, dtype=">i4").astype(np.int64),
+            header["session"].astype(np.int64),
+            header["visitor"].astype(np.int64),
+            header["count"].astype(np.int64),
             unpack(events),
         )
     rows = list(qs.values_list("session_id", "visitor_id", "event_count", "events"))
@@ -1030,7 +1049,11 @@ def _open_rows(scope: Scope, closed_through: datetime | None, events: Q, *, by: 
     if closed_through is not None:
         # The open sessions first (the (neuron, started_at) index), then their events (the session
         # index): joined in one statement, PostgreSQL walked every session instead.
-        open_sessions = UserSession.objects.filter(scope.filters.session_q(), started_at__gte=closed_through)
+        # Those started since the watermark without a sequence (analytics.services.sequences_build_ended
+        # writes the sequences of sessions that ended before their hour closed).
+        open_sessions = UserSession.objects.filter(scope.filters.session_q(), started_at__gte=closed_through).filter(
+            ~Exists(SessionSequence.objects.filter(session_id=OuterRef("pk")))
+        )
         if scope.neuron_ids is not None:
             open_sessions = open_sessions.filter(neuron_id__in=scope.neuron_ids)
         if by == "visitor":
@@ -1087,29 +1110,28 @@ def funnel_report(*, scope: Scope, steps: Sequence[FunnelStep], window: timedelt
     def mask(event_type: str, event_name: str, path: str) -> int:
         return sum(1 << i for i, s in enumerate(steps) if s.matches(event_type, event_name, path))
 
-    closed_through = _sequence_watermark()
-    streams = []
-    masks = {
-        pk: mask(t, n, p)
-        for pk, t, n, p in Action.objects.filter(any_step).values_list("pk", "event_type", "event_name", "page_path")
-    }
-    # A session holding no step contributes nothing (the visitor's other sessions are read on their own).
-    closed = _closed_sequences(scope, closed_through, actions=sorted(masks))
-    if len(closed.events):
-        ids = np.fromiter(masks, dtype=np.int64, count=len(masks))
-        values = np.fromiter(masks.values(), dtype=np.int64, count=len(masks))
-        codes = _action_codes(closed.events["action"], ids, values)
-        streams.append(_closed_stream(closed, scope, by="visitor", codes=codes))
-    rows = _open_rows(scope, closed_through, any_step, by="visitor")
-    if rows:
-        streams.append(
-            Stream(
-                np.array([r[0] for r in rows], dtype=np.int64),
-                np.array([r[1] for r in rows], dtype=np.int64),
-                np.array([r[2] for r in rows], dtype=np.int64),
-                np.array([mask(r[3], r[4], r[5]) for r in rows], dtype=np.int64),
+    streams: list[Stream] = []
+    with _one_snapshot():
+        closed_through = _sequence_watermark()
+        actions = Action.objects.filter(any_step).values_list("pk", "event_type", "event_name", "page_path")
+        masks = {pk: mask(t, n, p) for pk, t, n, p in actions}
+        # A session holding no step contributes nothing (the visitor's other sessions are read on their own).
+        closed = _closed_sequences(scope, closed_through, actions=sorted(masks))
+        if len(closed.events):
+            ids = np.fromiter(masks, dtype=np.int64, count=len(masks))
+            values = np.fromiter(masks.values(), dtype=np.int64, count=len(masks))
+            codes = _action_codes(closed.events["action"], ids, values)
+            streams.append(_closed_stream(closed, scope, by="visitor", codes=codes))
+        rows = _open_rows(scope, closed_through, any_step, by="visitor")
+        if rows:
+            streams.append(
+                Stream(
+                    np.array([r[0] for r in rows], dtype=np.int64),
+                    np.array([r[1] for r in rows], dtype=np.int64),
+                    np.array([r[2] for r in rows], dtype=np.int64),
+                    np.array([mask(r[3], r[4], r[5]) for r in rows], dtype=np.int64),
+                )
             )
-        )
     stream = Stream.concat(streams).sorted()
     seconds = window.total_seconds()
     counts = funnel_counts(funnel_reach(stream, len(steps), int(window / timedelta(microseconds=1))), len(steps))
@@ -1136,7 +1158,6 @@ def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top:
 
     Closed sessions are read from their packed sequences, the others from raw events;
     analytics.sequences builds every session's trail at once."""
-    closed_through = _sequence_watermark()
     names: list[str] = []
     index: dict[str, int] = {}
 
@@ -1148,34 +1169,36 @@ def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top:
 
     path_index(page)
     streams = []
-    pairs = list(Action.objects.filter(event_type__in=PAGE_VIEW_TYPES).values_list("pk", "page_path"))
-    # Only the sessions that viewed the page have a trail.
-    closed = _closed_sequences(scope, closed_through, actions=sorted(pk for pk, path in pairs if path == page))
-    if len(closed.events):
-        ids = np.array([pk for pk, _ in pairs], dtype=np.int64)
-        values = np.array([path_index(p) + 1 for _, p in pairs], dtype=np.int64)  # 0 drops
-        codes = _action_codes(closed.events["action"], ids, values)
-        stream = _closed_stream(closed, scope, by="session", codes=codes)
-        stream.code = stream.code - 1
-        streams.append(stream)
-    views = Q(event_type__in=PAGE_VIEW_TYPES)
-    if closed_through is None:
-        # Every session is open: only those that viewed the page. (With sequences, the open
-        # sessions are few: all their views are read, and those without the page have no trail.)
-        with_page = BehaviorEvent.objects.filter(
-            event_type__in=PAGE_VIEW_TYPES, page_path=page, timestamp__gte=scope.start, timestamp__lt=scope.end
-        ).values("session_id")
-        views &= Q(session_id__in=with_page)
-    rows = _open_rows(scope, closed_through, views, by="session")
-    if rows:
-        streams.append(
-            Stream(
-                np.array([r[0] for r in rows], dtype=np.int64),
-                np.array([r[1] for r in rows], dtype=np.int64),
-                np.array([r[2] for r in rows], dtype=np.int64),
-                np.array([path_index(r[5]) for r in rows], dtype=np.int64),
-            ).sorted()
-        )
+    with _one_snapshot():
+        closed_through = _sequence_watermark()
+        pairs = list(Action.objects.filter(event_type__in=PAGE_VIEW_TYPES).values_list("pk", "page_path"))
+        # Only the sessions that viewed the page have a trail.
+        closed = _closed_sequences(scope, closed_through, actions=sorted(pk for pk, path in pairs if path == page))
+        if len(closed.events):
+            ids = np.array([pk for pk, _ in pairs], dtype=np.int64)
+            values = np.array([path_index(p) + 1 for _, p in pairs], dtype=np.int64)  # 0 drops
+            codes = _action_codes(closed.events["action"], ids, values)
+            stream = _closed_stream(closed, scope, by="session", codes=codes)
+            stream.code = stream.code - 1
+            streams.append(stream)
+        views = Q(event_type__in=PAGE_VIEW_TYPES)
+        if closed_through is None:
+            # Every session is open: only those that viewed the page. (With sequences, the open
+            # sessions are few: all their views are read, and those without the page have no trail.)
+            with_page = BehaviorEvent.objects.filter(
+                event_type__in=PAGE_VIEW_TYPES, page_path=page, timestamp__gte=scope.start, timestamp__lt=scope.end
+            ).values("session_id")
+            views &= Q(session_id__in=with_page)
+        rows = _open_rows(scope, closed_through, views, by="session")
+        if rows:
+            streams.append(
+                Stream(
+                    np.array([r[0] for r in rows], dtype=np.int64),
+                    np.array([r[1] for r in rows], dtype=np.int64),
+                    np.array([r[2] for r in rows], dtype=np.int64),
+                    np.array([path_index(r[5]) for r in rows], dtype=np.int64),
+                ).sorted()
+            )
     # Each sequence is one session's views in order, and the open sessions are others: every
     # session is contiguous and ordered, which is all journey_trails needs (no global sort).
     trails = journey_trails(Stream.concat(streams), page=index[page], direction=direction, depth=depth)

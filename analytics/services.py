@@ -14,14 +14,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
@@ -391,23 +391,36 @@ def visitor_sets_build(*, start: datetime, end: datetime) -> int:
 
 
 @transaction.atomic
-def visitor_sets_advance(*, through: datetime, chunk: timedelta = DAY) -> int:
-    """Build the visitor sets of the closed hours before `through` that have none yet; move the watermark."""
-    mark = _watermark(Granularity.VISITORS)
+def _advance(
+    granularity: str,
+    sessions: QuerySet[UserSession],
+    build: Callable[..., int],
+    *,
+    through: datetime,
+    chunk: timedelta,
+) -> int:
+    """Run `build(start=, end=)` over the hours from `granularity`'s watermark (first time: from the
+    hour of the first of `sessions`) to `through`, a chunk at a time; move the watermark."""
+    mark = _watermark(granularity)
     if mark is not None:
         start = mark.closed_through
     else:
-        first = consented_sessions().filter(started_at__lt=through).aggregate(m=Min("started_at"))["m"]
+        first = sessions.filter(started_at__lt=through).aggregate(m=Min("started_at"))["m"]
         start = floor_hour(first) if first is not None else through
     written = 0
     cursor = start
     while cursor < through:
         step_end = min(cursor + chunk, through)
-        written += visitor_sets_build(start=cursor, end=step_end)
+        written += build(start=cursor, end=step_end)
         cursor = step_end
     if mark is None or through > mark.closed_through:
-        _set_watermark(Granularity.VISITORS, max(through, start))
+        _set_watermark(granularity, max(through, start))
     return written
+
+
+def visitor_sets_advance(*, through: datetime, chunk: timedelta = DAY) -> int:
+    """Build the visitor sets of the closed hours before `through` that have none yet; move the watermark."""
+    return _advance(Granularity.VISITORS, consented_sessions(), visitor_sets_build, through=through, chunk=chunk)
 
 
 def visitor_sets_rebuild_hours(hours: Iterable[datetime]) -> int:
@@ -540,21 +553,7 @@ def sequences_build(*, start: datetime, end: datetime) -> int:
 @transaction.atomic
 def sequences_advance(*, through: datetime, chunk: timedelta = DAY) -> int:
     """Build the sequences of sessions that started before `through` and have none yet; move the watermark."""
-    mark = _watermark(Granularity.SESSION)
-    if mark is not None:
-        start = mark.closed_through
-    else:
-        first = UserSession.objects.filter(started_at__lt=through).aggregate(m=Min("started_at"))["m"]
-        start = floor_hour(first) if first is not None else through
-    written = 0
-    cursor = start
-    while cursor < through:
-        step_end = min(cursor + chunk, through)
-        written += sequences_build(start=cursor, end=step_end)
-        cursor = step_end
-    if mark is None or through > mark.closed_through:
-        _set_watermark(Granularity.SESSION, max(through, start))
-    return written
+    return _advance(Granularity.SESSION, UserSession.objects.all(), sequences_build, through=through, chunk=chunk)
 
 
 @transaction.atomic
@@ -574,3 +573,44 @@ def sequences_rebuild_hours(hours: Iterable[datetime]) -> int:
             pk__in=SessionSequence.objects.filter(first_event_at__lt=end, last_event_at__gte=hour).values("session_id")
         )
     return _sequences_write(q & Q(started_at__lt=mark.closed_through))
+
+
+# Beyond the events grace period, this long again before an ended session's sequence is written
+# early: clocks of the web servers and of the worker may differ a little.
+SEQUENCE_EARLY_MARGIN = timedelta(minutes=1)
+SEQUENCE_EARLY_CHUNK = 2000
+
+
+def sequences_build_ended(*, now: datetime | None = None) -> int:
+    """Write the sequences of the sessions that started since the sequence watermark and ended
+    more than the events grace period ago, before their hour closes.
+
+    No event can join such a session any more (ingestion refuses events past the grace
+    period, and heartbeats, updates and restores need a live session), so its sequence is
+    final. Funnels and journeys then read raw events only of live and just-ended sessions:
+    those without a sequence. Each chunk's session rows are locked first, so an ingest still
+    in flight for one of them commits before its events are read. Returns the sequences written.
+    """
+    mark = RollupWatermark.objects.filter(granularity=Granularity.SESSION).first()
+    if mark is None:
+        return 0
+    now = now or timezone.now()
+    cut = now - settings.EVENTS_GRACE_PERIOD - SEQUENCE_EARLY_MARGIN
+    due = (
+        UserSession.objects.filter(started_at__gte=mark.closed_through, ended_at__lt=cut)
+        .filter(~Exists(SessionSequence.objects.filter(session_id=OuterRef("pk"))))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    ids = list(due)
+    written = 0
+    for i in range(0, len(ids), SEQUENCE_EARLY_CHUNK):
+        with transaction.atomic():
+            chunk = list(
+                UserSession.objects.select_for_update(no_key=True)
+                .filter(pk__in=ids[i : i + SEQUENCE_EARLY_CHUNK])
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+            written += _sequences_write(Q(pk__in=chunk))
+    return written

@@ -439,12 +439,17 @@ def main() -> None:
     t0 = time.perf_counter()
     services.rollup_reconcile(now=now)
     reconcile = time.perf_counter() - t0
+    # The beat job then packs the sessions that ended since (analytics.tasks.advance_rollups).
+    t0 = time.perf_counter()
+    early = services.sequences_build_ended(now=now)
+    early_s = time.perf_counter() - t0
     print(
         f"rollups: first run {first_run:.1f} s ({built['hours']} hours, {built['days']} days; "
         f"{HourlyRollup.objects.count():,} hourly + {DailyRollup.objects.count():,} daily rows, "
         f"{SessionSequence.objects.count():,} session sequences, {VisitorRollup.objects.count():,} visitor sets); "
         f"next hour {incremental * 1000:.0f} ms ({again['hours']} hour); reconcile of 7 days {reconcile * 1000:.0f} ms"
     )
+    print(f"sequences of sessions that ended in the settle window: {early:,} in {early_s:.1f} s")
     print(f"settle window (raw rows at query time): {settings.ANALYTICS_ROLLUP_SETTLE}")
     # A production server's autovacuum keeps visibility maps (index-only scans) and planner
     # statistics current; a scratch server may run without it, so catch up once, as it would.

@@ -3,10 +3,15 @@ sequences built by the rollup jobs equal the events, and follow late events and 
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from django.db import connection, connections, transaction
+from django.db.models import Q
+from django.utils import timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +27,7 @@ from analytics.sequences import (
     journey_trails,
     unpack,
 )
+from sessions_app.models import UserSession
 from tests.analytics.factories import build_population
 from tests.sessions_app.factories import BehaviorEventFactory, UserSessionFactory
 
@@ -166,3 +172,139 @@ def test_funnel_and_journeys_read_the_same_from_sequences_and_raw_events(short_s
     services.rollup_advance(now=START + timedelta(days=9))
     assert reports() == raw
     assert raw[0]["steps"][0]["entrants"] > 0 or filters
+
+
+needs_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs PostgreSQL: concurrent transactions and snapshots"
+)
+
+
+def _session_with_events(*, started: datetime, ended: datetime | None, paths: list[str]):
+    session = UserSessionFactory(
+        started_at=started,
+        last_activity_at=ended or started,
+        expires_at=(ended or started) + timedelta(minutes=30),
+        ended_at=ended,
+    )
+    for i, path in enumerate(paths):
+        BehaviorEventFactory(
+            session=session,
+            neuron=session.neuron,
+            event_type="page_view",
+            page_path=path,
+            timestamp=started + timedelta(minutes=i),
+        )
+    return session
+
+
+@pytest.mark.django_db
+def test_sessions_that_ended_get_their_sequence_before_their_hour_closes(short_settle):
+    """A session that ended more than the events grace period ago is packed before the watermark
+    reaches its hour; live and just-ended ones are not. Reports read the same before and after."""
+    now = START + timedelta(days=2)
+    build_population(start=START, days=2, sessions=60)
+    services.rollup_advance(now=now)
+    mark = RollupWatermark.objects.get(granularity="session").closed_through
+    done = _session_with_events(
+        started=now - timedelta(minutes=50), ended=now - timedelta(minutes=20), paths=["/", "/pricing", "/"]
+    )
+    recent = _session_with_events(
+        started=now - timedelta(minutes=40), ended=now - timedelta(minutes=3), paths=["/", "/pricing"]
+    )
+    live = _session_with_events(started=now - timedelta(minutes=45), ended=None, paths=["/pricing", "/"])
+    assert min(s.started_at for s in (done, recent, live)) >= mark
+    scope = selectors.scope_build(start=START.date(), end=(START + timedelta(days=2)).date())
+    steps = selectors.funnel_steps_from_strings(["page:/", "page:/pricing"])
+
+    def reports():
+        return (
+            selectors.funnel_report(scope=scope, steps=steps, window=timedelta(hours=2)),
+            selectors.journeys_report(scope=scope, page="/pricing", direction="next", depth=2, top=3),
+        )
+
+    before = reports()
+    cut = now - timedelta(minutes=6)  # the events grace period (5 minutes) and the margin
+    due = {s.pk for s in UserSession.objects.filter(started_at__gte=mark, ended_at__lt=cut) if s.events.exists()}
+    assert done.pk in due and recent.pk not in due and live.pk not in due
+    assert services.sequences_build_ended(now=now) == len(due)
+    assert set(SessionSequence.objects.filter(started_at__gte=mark).values_list("session_id", flat=True)) == due
+    sequence = SessionSequence.objects.get(session=done)
+    assert [int(e["id"]) for e in unpack(sequence.events)] == list(
+        done.events.order_by("timestamp", "pk").values_list("pk", flat=True)
+    )
+    # Their events are read from the sequence, no longer raw (both would count the session twice
+    # in any report that is not a set of visitors or of first views).
+    raw_sessions = {row[0] for row in selectors._open_rows(scope, mark, Q(), by="session")}
+    assert done.pk not in raw_sessions and {recent.pk, live.pk} <= raw_sessions
+    assert reports() == before
+    assert services.sequences_build_ended(now=now) == 0  # nothing new to write
+    # When the watermark passes their hour, the early sequence is rewritten like any other.
+    services.rollup_advance(now=now + timedelta(days=2))
+    assert bytes(SessionSequence.objects.get(session=done).events) == bytes(sequence.events)
+    assert reports() == before
+
+
+@pytest.mark.django_db
+def test_no_early_sequences_before_the_first_rollup_run(short_settle):
+    """Without a sequence watermark every session is read raw; nothing is written early."""
+    _session_with_events(started=START, ended=START + timedelta(minutes=5), paths=["/"])
+    assert services.sequences_build_ended(now=START + timedelta(days=1)) == 0
+    assert not SessionSequence.objects.exists()
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_early_sequence_waits_for_an_ingest_still_holding_the_session(short_settle):
+    """An ingest transaction that locked the session before the build started commits first:
+    its event is in the sequence."""
+    now = timezone.now()
+    services.rollup_advance(now=now)
+    session = _session_with_events(started=now - timedelta(minutes=50), ended=now - timedelta(minutes=20), paths=["/"])
+    locked = threading.Event()
+    errors: list[BaseException] = []
+
+    def ingest() -> None:
+        try:
+            with transaction.atomic():
+                UserSession.objects.select_for_update().get(pk=session.pk)
+                locked.set()
+                time.sleep(0.5)
+                BehaviorEventFactory(session=session, neuron=session.neuron, timestamp=now - timedelta(minutes=21))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=ingest)
+    thread.start()
+    assert locked.wait(timeout=10)
+    assert services.sequences_build_ended(now=now) == 1
+    thread.join(timeout=30)
+    assert not errors, errors
+    assert SessionSequence.objects.get(session=session).event_count == 2
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_funnels_read_sequences_and_open_sessions_from_one_snapshot(short_settle):
+    """A sequence written while a report reads is invisible to the rest of that read: the report
+    counts the session once, from its raw events, instead of twice or not at all."""
+    now = timezone.now()
+    services.rollup_advance(now=now)
+    _session_with_events(started=now - timedelta(minutes=50), ended=now - timedelta(minutes=20), paths=["/"])
+    written: list[int] = []
+
+    def build() -> None:
+        try:
+            written.append(services.sequences_build_ended(now=now))
+        finally:
+            connections.close_all()
+
+    with selectors._one_snapshot():
+        assert SessionSequence.objects.count() == 0
+        thread = threading.Thread(target=build)
+        thread.start()
+        thread.join(timeout=30)
+        assert written == [1]
+        assert SessionSequence.objects.count() == 0  # still the snapshot taken at the first read
+    assert SessionSequence.objects.count() == 1
