@@ -98,14 +98,15 @@ class UserSession(models.Model):
     """One visit. The browser holds a bearer token; only its SHA-256 is stored."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="sessions")
+    # Site and profile lookups use the composite indexes that lead with them (Meta.indexes).
+    neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="sessions", db_index=False)
     token_hash = models.CharField(max_length=64, unique=True)
     previous_token_hash = models.CharField(max_length=64, null=True, blank=True)
     previous_token_valid_until = models.DateTimeField(null=True, blank=True)
     token_rotated_at = models.DateTimeField()
     anonymous_id = models.CharField(max_length=128)
     profile = models.ForeignKey(
-        GlobalUserProfile, null=True, blank=True, on_delete=models.SET_NULL, related_name="sessions"
+        GlobalUserProfile, null=True, blank=True, on_delete=models.SET_NULL, related_name="sessions", db_index=False
     )
     fingerprint = models.ForeignKey(
         DeviceFingerprint, null=True, blank=True, on_delete=models.SET_NULL, related_name="sessions"
@@ -176,10 +177,12 @@ class UserSession(models.Model):
 class BehaviorEvent(models.Model):
     """One behaviour event. `message_id` is unique per neuron: retries are stored once."""
 
-    neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="events")
-    session = models.ForeignKey(UserSession, on_delete=models.CASCADE, related_name="events")
+    # No single-column indexes on the foreign keys: the composite indexes below lead with each of
+    # them, and every index is one more write per event on the ingestion path.
+    neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="events", db_index=False)
+    session = models.ForeignKey(UserSession, on_delete=models.CASCADE, related_name="events", db_index=False)
     profile = models.ForeignKey(
-        GlobalUserProfile, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+        GlobalUserProfile, null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_index=False
     )
     anonymous_id = models.CharField(max_length=128, blank=True, default="")
     event_type = models.CharField(max_length=32)
@@ -201,6 +204,9 @@ class BehaviorEvent(models.Model):
         indexes = [
             models.Index(fields=["neuron", "timestamp"], name="event_neuron_ts_idx"),
             models.Index(fields=["session", "timestamp"], name="event_session_ts_idx"),
+            # "Has this session a conversion?" (analytics): the index answers without visiting the
+            # session's other events.
+            models.Index(fields=["session", "event_type"], name="event_session_type_idx"),
             models.Index(fields=["neuron", "event_type", "timestamp"], name="event_neuron_type_ts_idx"),
             models.Index(fields=["profile", "timestamp"], name="event_profile_ts_idx"),
         ]
