@@ -335,9 +335,11 @@ def read_counts(
             for row in qs.values(*group).annotate(**{m: Sum(m) for m in metric_names}).order_by():
                 add(row["dimension"], bucket_of(row["period_start"]) if n_buckets > 1 else 0, row["value"], row)
         raw_work[tuple(plan.raw)].extend(dims)
-    hour_tz = scope.tz if n_buckets > 1 else None
     for raw_ranges, dims in raw_work.items():
         for start, end in raw_ranges:
+            # A range inside one bucket (the open hours of a summary) is counted without grouping by hour.
+            single = bucket_of(start) if bucket_of(start) == bucket_of(end - timedelta(microseconds=1)) else None
+            hour_tz = scope.tz if single is None else None
             raw_rows: dict[str, list[dict[str, Any]]] = {}
             # Session dimensions over the same sessions (consented, or all) share one query.
             for consented_only in (True, False):
@@ -365,7 +367,7 @@ def read_counts(
                     raw_rows[dimension] = event_aggregate(queryset=eq, dimension=dimension, hour_tz=hour_tz)
             for dimension, rows in raw_rows.items():
                 for row in rows:
-                    add(dimension, bucket_of(row["hour"]) if hour_tz else 0, row["value"], row)
+                    add(dimension, bucket_of(row["hour"]) if single is None else single, row["value"], row)
     return out
 
 
