@@ -910,6 +910,9 @@ class _Closed:
 # A sequence's header as _closed_sequences reads it from PostgreSQL (big-endian, as int8send/int4send write).
 _SEQUENCE_HEADER = np.dtype([("session", ">i8"), ("visitor", ">i8"), ("count", ">i4")])
 
+# Closed sequences are read in chunks of 2**SEQUENCE_CHUNK_BITS session ids.
+SEQUENCE_CHUNK_BITS = 12
+
 # Beyond this many actions, sequences are not narrowed by their actions (the filter would cost more).
 MAX_ACTION_FILTER = 64
 
@@ -939,17 +942,18 @@ def _closed_sequences(scope: Scope, closed_through: datetime | None, actions: Se
     qs = qs.values("session_id", "visitor_id", "event_count", "events").order_by()
     if connection.vendor == "postgresql":
         sql, params = qs.query.sql_with_params()
-        # Two aggregates, not four: each session's fixed-size header (id, visitor, event count), then the events.
-        headers, events = (
-            bytes(b or b"")
-            for b in _fetch_binary_row(
-                "SELECT string_agg(int8send(q.session_id::int8)"
-                " || int8send(coalesce(q.visitor_id, -q.session_id)::int8)"
-                " || int4send(q.event_count::int4), ''::bytea),"
-                f" string_agg(q.events, ''::bytea) FROM ({sql}) q",
-                params,
-            )
+        # Per chunk of session ids, two aggregates: the sessions' fixed-size headers (id, visitor,
+        # event count), then their events, in the same order. Chunks of a few hundred kilobytes
+        # travel faster than one value of tens of megabytes.
+        rows = _fetch_binary_rows(
+            "SELECT string_agg(int8send(q.session_id::int8)"
+            " || int8send(coalesce(q.visitor_id, -q.session_id)::int8)"
+            " || int4send(q.event_count::int4), ''::bytea),"
+            f" string_agg(q.events, ''::bytea) FROM ({sql}) q GROUP BY q.session_id >> {SEQUENCE_CHUNK_BITS}",
+            params,
         )
+        headers = b"".join(bytes(r[0]) for r in rows)
+        events = b"".join(bytes(r[1]) for r in rows)
         header = np.frombuffer(headers, dtype=_SEQUENCE_HEADER)
         return _Closed(
             header["session"].astype(np.int64),
@@ -966,8 +970,8 @@ def _closed_sequences(scope: Scope, closed_through: datetime | None, actions: Se
     )
 
 
-def _fetch_binary_row(sql: str, params: Sequence[Any]) -> tuple:
-    """One row from PostgreSQL in binary format: byte strings arrive as they are, not as hex text
+def _fetch_binary_rows(sql: str, params: Sequence[Any]) -> list[tuple]:
+    """Rows from PostgreSQL in binary format: byte strings arrive as they are, not as hex text
     (three times fewer bytes to send and decode). Logged like any other query."""
     import psycopg  # PostgreSQL only
 
@@ -976,10 +980,10 @@ def _fetch_binary_row(sql: str, params: Sequence[Any]) -> tuple:
         debug = getattr(wrapper, "debug_sql", None)
         if debug is None:
             cursor.execute(sql, params, binary=True)
-            return cursor.fetchone()
+            return cursor.fetchall()
         with debug(sql, params):
             cursor.execute(sql, params, binary=True)
-            return cursor.fetchone()
+            return cursor.fetchall()
 
 
 def _closed_stream(closed: _Closed, scope: Scope, *, by: str, codes: np.ndarray) -> Stream:
