@@ -122,7 +122,7 @@ def generate(*, n_events: int, n_sessions: int, now: datetime, seed: int = 1) ->
     visitors: list[str] = []
     consented_ids: list[int] = []
     sessions: list[dict] = []
-    for i in range(n_sessions):
+    for _ in range(n_sessions):
         if visitors and rng.random() < 0.4:
             anon = visitors[int(rng.random() ** 2 * len(visitors))]
         else:
@@ -133,7 +133,6 @@ def generate(*, n_events: int, n_sessions: int, now: datetime, seed: int = 1) ->
         started = start + timedelta(seconds=rng.random() * 30 * 86400)
         sessions.append(
             {
-                "id": i + 1,
                 "anon": anon,
                 "device": device,
                 "browser": browser,
@@ -146,7 +145,11 @@ def generate(*, n_events: int, n_sessions: int, now: datetime, seed: int = 1) ->
                 "events": [],
             }
         )
-        if consent:
+    # Ids in order of time, as a live system assigns them (a visitor's sessions in id order are in time order).
+    sessions.sort(key=lambda s: s["started"])
+    for i, s in enumerate(sessions):
+        s["id"] = i + 1
+        if s["consent"]:
             consented_ids.append(i)
     # Spread the events over consented sessions (mean ~ n_events / consented sessions).
     per = [1] * len(consented_ids)
@@ -215,23 +218,25 @@ def generate(*, n_events: int, n_sessions: int, now: datetime, seed: int = 1) ->
                 copy.write_row([_db_value(f, values) for f in session_fields])
         names = ", ".join(f.column for f in event_fields)
         eid = 0
+        # Events too are numbered in order of time, as they would be received.
+        received = sorted(((e[3], n, e) for n, s in enumerate(sessions) for e in s["events"]), key=lambda r: r[:2])
         with cur.copy(f"COPY behavior_events ({names}) FROM STDIN") as copy:
-            for s in sessions:
-                for event_type, name, path, ts in s["events"]:
-                    eid += 1
-                    values = {
-                        "id": eid,
-                        "neuron": neuron.pk,
-                        "session": s["id"],
-                        "anonymous_id": s["anon"],
-                        "event_type": event_type,
-                        "event_name": name,
-                        "page_path": path,
-                        "timestamp": ts,
-                        "received_at": ts,
-                        "message_id": f"m{eid}",
-                    }
-                    copy.write_row([_db_value(f, values) for f in event_fields])
+            for _, n, (event_type, name, path, ts) in received:
+                s = sessions[n]
+                eid += 1
+                values = {
+                    "id": eid,
+                    "neuron": neuron.pk,
+                    "session": s["id"],
+                    "anonymous_id": s["anon"],
+                    "event_type": event_type,
+                    "event_name": name,
+                    "page_path": path,
+                    "timestamp": ts,
+                    "received_at": ts,
+                    "message_id": f"m{eid}",
+                }
+                copy.write_row([_db_value(f, values) for f in event_fields])
         cur.execute("SELECT setval('user_sessions_id_seq', %s)", [len(sessions)])
         cur.execute("SELECT setval('behavior_events_id_seq', %s)", [eid])
     raw.commit()
