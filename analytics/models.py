@@ -31,6 +31,8 @@ class Granularity(models.TextChoices):
     SESSION = "session", "Session sequences"
     # Visitor sets (VisitorRollup) of the hours before the watermark.
     VISITORS = "visitors", "Visitor sets"
+    # Every UTC day before the watermark that has sequences has a SequenceDay row.
+    SEQUENCE_DAYS = "seq_days", "Sequence days"
 
 
 class RollupBase(models.Model):
@@ -252,3 +254,38 @@ class SessionSequence(models.Model):
 
     def __str__(self) -> str:
         return f"Sequence of session {self.session_id} ({self.event_count} events)"
+
+
+class SequenceDay(models.Model):
+    """The sequences of the sessions that started on one UTC day on one site, concatenated in
+    session order: what funnels and journeys read for closed days, one row instead of thousands.
+
+    Every day before its watermark (Granularity.SEQUENCE_DAYS) that has sequences has a row,
+    built by the rollup jobs. A sequence deleted anywhere else (with its session, by erasure
+    or retention) marks its day's row stale and blanks it in the same transaction (a
+    post_delete receiver): reports then read that day from its sequences until the next run
+    builds the row again. `headers` holds per session its id, visitor key (minus the session id
+    without a visitor), event count and the positions of its device type, country and UTM
+    source in `labels` (analytics.sequences.DAY_HEADER_DTYPE); `events` the sessions' packed
+    events one after the other.
+    """
+
+    neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="+")
+    day = models.DateTimeField(help_text="UTC midnight.")
+    stale = models.BooleanField(default=False)
+    session_count = models.PositiveIntegerField()
+    first_event_at = models.DateTimeField()
+    last_event_at = models.DateTimeField()
+    headers = models.BinaryField()
+    events = models.BinaryField()
+    labels = models.JSONField(default=dict, help_text='{"device_type": [...], "country": [...], "utm_source": [...]}')
+
+    class Meta:
+        db_table = "analytics_sequence_days"
+        constraints = [
+            models.UniqueConstraint(fields=["neuron", "day"], name="uniq_sequence_day"),
+        ]
+        indexes = [models.Index(fields=["neuron", "last_event_at"], name="sequence_day_neuron_last_idx")]
+
+    def __str__(self) -> str:
+        return f"Sequences of {self.day:%Y-%m-%d} ({self.session_count} sessions)"

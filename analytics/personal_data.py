@@ -38,6 +38,11 @@ EXEMPT = {
     "analytics.RollupPeriod": "bookkeeping of rollup runs; row counts only",
     "analytics.RollupWatermark": "bookkeeping of rollup runs",
     "analytics.Action": "the distinct event types, names and page paths seen; no link to any visit",
+    "analytics.SequenceDay": (
+        "one day's session sequences concatenated, a read copy of SessionSequence rows (registered above): "
+        "deleting any of them (with its session, by erasure or retention) blanks the day's row in the same "
+        "transaction, and the rollup job builds it again from what remains"
+    ),
     "analytics.VisitorRollup": (
         "per hour, the integer Visitor ids of its distinct visitors, only to count them; an id names no one once "
         "its Visitor row is erased, and the reconcile job rebuilds the hours whose sessions changed"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from django.utils import timezone
 from analytics.aggregation import (
     ALL_SESSIONS_DIMENSIONS,
     CONSENT_PURPOSES,
+    FILTER_FIELDS,
     HOURLY_DIMENSIONS,
     NAME_SEPARATOR,
     Filters,
@@ -51,11 +53,13 @@ from analytics.models import (
     Granularity,
     HourlyRollup,
     RollupWatermark,
+    SequenceDay,
     SessionSequence,
     Visitor,
     VisitorRollup,
 )
 from analytics.sequences import (
+    DAY_HEADER_DTYPE,
     VISITOR_IDS_DTYPE,
     Stream,
     epoch_us,
@@ -906,6 +910,18 @@ class _Closed:
     counts: np.ndarray
     events: np.ndarray
 
+    @classmethod
+    def empty(cls) -> _Closed:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(none, none, none, unpack(b""))
+
+    @classmethod
+    def concat(cls, parts: Sequence[_Closed]) -> _Closed:
+        if len(parts) == 1:
+            return parts[0]
+        names = ("sessions", "visitors", "counts", "events")
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in names))
+
 
 # A sequence's header as _closed_sequences reads it from PostgreSQL (big-endian, as int8send/int4send write).
 _SEQUENCE_HEADER = np.dtype([("session", ">i8"), ("visitor", ">i8"), ("count", ">i4")])
@@ -918,23 +934,72 @@ MAX_ACTION_FILTER = 64
 
 
 def _closed_sequences(scope: Scope, closed_through: datetime | None, actions: Sequence[int] | None = None) -> _Closed:
-    """Packed sequences of the sessions that started before `closed_through` with an event in the range
-    (and, given `actions`, holding at least one of them).
+    """Packed sequences of the sessions with an event in the range: whole closed days from their
+    SequenceDay rows, the other sessions (recent or stale days) from their own sequences (given
+    `actions`, only those holding at least one of them).
 
-    On PostgreSQL the database concatenates them (one row of four byte strings);
-    elsewhere they are fetched per session. A session without an anonymous id is
-    its own visitor (key: minus its id)."""
-    empty = np.zeros(0, dtype=np.int64)
+    On PostgreSQL the database concatenates the sessions' sequences in chunks; elsewhere
+    they are fetched per session. A session without an anonymous id is its own visitor
+    (key: minus its id)."""
     if closed_through is None:
-        return _Closed(empty, empty, empty, unpack(b""))
+        return _Closed.empty()
+    parts: list[_Closed] = []
+    days_through = (
+        RollupWatermark.objects.filter(granularity=Granularity.SEQUENCE_DAYS)
+        .values_list("closed_through", flat=True)
+        .first()
+    )
+    per_session = Q()
+    if days_through is not None:
+        days = SequenceDay.objects.filter(first_event_at__lt=scope.end, last_event_at__gte=scope.start)
+        if scope.neuron_ids is not None:
+            days = days.filter(neuron_id__in=scope.neuron_ids)
+        # Sessions of the days without a usable row: those since the watermark, and stale days.
+        per_session = Q(started_at__gte=days_through)
+        for neuron_id, day, stale, headers, events, labels in _binary_values(
+            days, "neuron_id", "day", "stale", "headers", "events", "labels"
+        ):
+            if stale:
+                per_session |= Q(neuron_id=neuron_id, started_at__gte=day, started_at__lt=day + DAY)
+            else:
+                parts.append(_day_sequences(headers, events, labels, scope.filters))
+    parts.append(_session_sequences(scope, per_session, actions))
+    return _Closed.concat(parts)
+
+
+def _day_sequences(headers: bytes, events: bytes, labels: Any, filters: Filters) -> _Closed:
+    """One SequenceDay's sessions that pass the filters."""
+    header = np.frombuffer(headers, dtype=DAY_HEADER_DTYPE)
+    packed = unpack(events)
+    if isinstance(labels, str):
+        labels = json.loads(labels)
+    keep = np.ones(len(header), dtype=bool)
+    for name in FILTER_FIELDS:
+        value = getattr(filters, name)
+        if value is not None:
+            names = labels.get(name, [])
+            keep &= header[name] == (names.index(value) if value in names else -1)
+    if not keep.all():
+        packed = packed[np.repeat(keep, header["count"])]
+        header = header[keep]
+    return _Closed(
+        header["session"].astype(np.int64),
+        header["visitor"].astype(np.int64),
+        header["count"].astype(np.int64),
+        packed,
+    )
+
+
+def _session_sequences(scope: Scope, sessions: Q, actions: Sequence[int] | None) -> _Closed:
+    """The sequences matching `sessions` with an event in the range, one per session."""
     qs = SessionSequence.objects.filter(
-        scope.filters.session_q(), first_event_at__lt=scope.end, last_event_at__gte=scope.start
+        sessions, scope.filters.session_q(), first_event_at__lt=scope.end, last_event_at__gte=scope.start
     )
     if scope.neuron_ids is not None:
         qs = qs.filter(neuron_id__in=scope.neuron_ids)
     if actions is not None and len(actions) <= MAX_ACTION_FILTER:
         if not actions:
-            return _Closed(empty, empty, empty, unpack(b""))
+            return _Closed.empty()
         holds = Q()
         for action in actions:
             holds |= Q(actions__contains=f" {action} ")
@@ -984,6 +1049,14 @@ def _fetch_binary_rows(sql: str, params: Sequence[Any]) -> list[tuple]:
         with debug(sql, params):
             cursor.execute(sql, params, binary=True)
             return cursor.fetchall()
+
+
+def _binary_values(qs, *fields: str) -> list[tuple]:
+    """qs.values_list(*fields), on PostgreSQL fetched in binary format (byte strings as they are)."""
+    qs = qs.values_list(*fields).order_by()
+    if connection.vendor != "postgresql":
+        return list(qs)
+    return _fetch_binary_rows(*qs.query.sql_with_params())
 
 
 def _closed_stream(closed: _Closed, scope: Scope, *, by: str, codes: np.ndarray) -> Stream:

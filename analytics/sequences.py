@@ -22,6 +22,17 @@ from analytics.algorithms import ENTRANCE, EXIT, OTHER
 # One event of a packed sequence: time (microseconds since the epoch), event id, Action id.
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("id", "<i8"), ("action", "<i4")])
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# One session's header in a SequenceDay: ids, event count, and its filter values as positions in the day's labels.
+DAY_HEADER_DTYPE = np.dtype(
+    [
+        ("session", "<i8"),
+        ("visitor", "<i8"),
+        ("count", "<i4"),
+        ("device_type", "<i4"),
+        ("country", "<i4"),
+        ("utm_source", "<i4"),
+    ]
+)
 # A visitor set (analytics.models.VisitorRollup.ids): sorted Visitor ids.
 VISITOR_IDS_DTYPE = np.dtype("<i8")
 

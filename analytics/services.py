@@ -22,7 +22,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
-from django.db.models.functions import TruncHour
+from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from analytics.aggregation import (
@@ -49,11 +49,12 @@ from analytics.models import (
     RollupBase,
     RollupPeriod,
     RollupWatermark,
+    SequenceDay,
     SessionSequence,
     Visitor,
     VisitorRollup,
 )
-from analytics.sequences import VISITOR_IDS_DTYPE, epoch_us, pack
+from analytics.sequences import DAY_HEADER_DTYPE, VISITOR_IDS_DTYPE, epoch_us, pack
 from sessions_app.models import BehaviorEvent, UserSession
 
 HOUR = timedelta(hours=1)
@@ -277,6 +278,7 @@ def rollup_advance(*, now: datetime | None = None, chunk: timedelta = DAY) -> di
         _set_watermark(Granularity.DAY, max(day_target, day_start))
     visitor_sets_advance(through=hourly_through, chunk=chunk)
     sequences_advance(through=hourly_through, chunk=chunk)
+    sequence_days_advance()
     return {"hours": built_hours, "days": built_days}
 
 
@@ -511,6 +513,7 @@ def _sequences_write(sessions_q: Q) -> int:
     for session_id, ts, pk, event_type, event_name, page_path in events:
         per_session[session_id].append((ts, pk, (event_type, event_name, page_path)))
     if not per_session:
+        _sequence_days_refresh(sessions.values())
         return 0
     actions = actions_ids(e[2] for evs in per_session.values() for e in evs)
     last_seen: dict[tuple[int, str], datetime] = {}
@@ -541,7 +544,17 @@ def _sequences_write(sessions_q: Q) -> int:
             )
         )
     SessionSequence.objects.bulk_create(rows, batch_size=1000)
+    _sequence_days_refresh(sessions.values())
     return len(rows)
+
+
+def _sequence_days_refresh(sessions: Iterable[dict[str, Any]]) -> None:
+    """Rebuild the SequenceDay rows of the days these sessions started on, where days have rows."""
+    mark = RollupWatermark.objects.filter(granularity=Granularity.SEQUENCE_DAYS).first()
+    if mark is not None:
+        _sequence_days_write(
+            (s["neuron_id"], floor_day(s["started_at"])) for s in sessions if s["started_at"] < mark.closed_through
+        )
 
 
 @transaction.atomic
@@ -561,7 +574,7 @@ def sequences_rebuild_hours(hours: Iterable[datetime]) -> int:
     """Rebuild the sequences touched by these closed hours: sessions that started in them,
     sessions with an event in them, and sequences that said they had one (since erased)."""
     hours = list(hours)
-    mark = RollupWatermark.objects.filter(granularity=Granularity.SESSION).first()
+    mark = _watermark(Granularity.SESSION)  # locked: serialises with the advance job's days
     if not hours or mark is None:
         return 0
     q = Q(pk__in=[])
@@ -614,3 +627,100 @@ def sequences_build_ended(*, now: datetime | None = None) -> int:
             )
             written += _sequences_write(Q(pk__in=chunk))
     return written
+
+
+# ---------------------------------------------------------------------------
+# Sequence days: each closed day's sequences in one row (SequenceDay)
+# ---------------------------------------------------------------------------
+
+
+def _sequence_day_build(neuron_id: int, day: datetime) -> SequenceDay | None:
+    """The SequenceDay of one site and UTC day from its sequences (locked until the transaction
+    ends: a concurrent erasure deletes them after this row is written, and marks it stale)."""
+    rows = list(
+        SessionSequence.objects.select_for_update()
+        .filter(neuron_id=neuron_id, started_at__gte=day, started_at__lt=day + DAY)
+        .order_by("session_id")
+        .values_list(
+            "session_id",
+            "visitor_id",
+            "event_count",
+            "device_type",
+            "country",
+            "utm_source",
+            "first_event_at",
+            "last_event_at",
+            "events",
+        )
+    )
+    if not rows:
+        return None
+    labels: dict[str, list[str]] = {name: [] for name in FILTER_FIELDS}
+    positions: dict[str, dict[str, int]] = {name: {} for name in FILTER_FIELDS}
+    header = np.zeros(len(rows), dtype=DAY_HEADER_DTYPE)
+    for i, (session_id, visitor_id, count, *values) in enumerate(rows):
+        header[i]["session"] = session_id
+        header[i]["visitor"] = visitor_id if visitor_id is not None else -session_id
+        header[i]["count"] = count
+        for name, value in zip(FILTER_FIELDS, values[:3], strict=True):
+            if value not in positions[name]:
+                positions[name][value] = len(labels[name])
+                labels[name].append(value)
+            header[i][name] = positions[name][value]
+    return SequenceDay(
+        neuron_id=neuron_id,
+        day=day,
+        session_count=len(rows),
+        first_event_at=min(r[6] for r in rows),
+        last_event_at=max(r[7] for r in rows),
+        headers=header.tobytes(),
+        events=b"".join(bytes(r[8]) for r in rows),
+        labels=labels,
+    )
+
+
+def _sequence_days_write(keys: Iterable[tuple[int, datetime]]) -> int:
+    """(Re)build the SequenceDay rows of these (site, UTC day) pairs; a day left without
+    sequences loses its row. Returns the rows written."""
+    written = 0
+    for neuron_id, day in sorted(set(keys)):
+        SequenceDay.objects.filter(neuron_id=neuron_id, day=day).delete()
+        block = _sequence_day_build(neuron_id, day)
+        if block is not None:
+            block.save()
+            written += 1
+    return written
+
+
+@transaction.atomic
+def sequence_days_advance() -> int:
+    """Build the SequenceDay rows of the UTC days wholly before the sequence watermark that have
+    sequences and no row, or a stale one; move the sequence-days watermark to that day."""
+    sequences = RollupWatermark.objects.filter(granularity=Granularity.SESSION).first()
+    if sequences is None:
+        return 0
+    mark = _watermark(Granularity.SEQUENCE_DAYS)
+    through = floor_day(sequences.closed_through)
+    start = mark.closed_through if mark is not None else None
+    fresh = SessionSequence.objects.filter(started_at__lt=through)
+    if start is not None:
+        fresh = fresh.filter(started_at__gte=start)
+    days = {
+        (neuron_id, floor_day(day))
+        for neuron_id, day in fresh.annotate(day=TruncDay("started_at", tzinfo=UTC))
+        .values_list("neuron_id", "day")
+        .distinct()
+    }
+    days |= set(SequenceDay.objects.filter(stale=True).values_list("neuron_id", "day"))
+    written = _sequence_days_write(days)
+    if mark is None or through > mark.closed_through:
+        _set_watermark(Granularity.SEQUENCE_DAYS, through)
+    return written
+
+
+def sequence_day_mark_stale(*, neuron_id: int, started_at: datetime) -> None:
+    """A sequence of this day is gone: blank the day's row (it held that session's events) and
+    leave it stale, so reports read the day from its sequences until the next run rebuilds it."""
+    SequenceDay.objects.filter(neuron_id=neuron_id, day=floor_day(started_at), stale=False).update(
+        stale=True, headers=b"", events=b"", labels={}
+    )

@@ -52,6 +52,7 @@ from analytics.models import (  # noqa: E402
     HourlyRollup,
     RollupPeriod,
     RollupWatermark,
+    SequenceDay,
     SessionSequence,
     VisitorRollup,
 )
@@ -113,7 +114,7 @@ def generate(*, n_events: int, n_sessions: int, now: datetime, seed: int = 1) ->
         cur.execute(
             "TRUNCATE behavior_events, user_sessions, analytics_rollup_hourly, analytics_rollup_daily, "
             "analytics_rollup_periods, analytics_rollup_watermarks, analytics_session_sequences, analytics_visitors, "
-            "analytics_actions, analytics_rollup_visitors RESTART IDENTITY CASCADE"
+            "analytics_actions, analytics_rollup_visitors, analytics_sequence_days RESTART IDENTITY CASCADE"
         )
     neuron, _ = Neuron.objects.get_or_create(
         slug="bench", defaults={"name": "Bench", "publishable_key": "pk_bench", "secret_key_hash": "x" * 64}
@@ -432,7 +433,7 @@ def main() -> None:
     print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     if not args.skip_load:
         generate(n_events=args.events, n_sessions=args.sessions, now=now)
-        for model in (HourlyRollup, DailyRollup, RollupPeriod, RollupWatermark, VisitorRollup):
+        for model in (HourlyRollup, DailyRollup, RollupPeriod, RollupWatermark, VisitorRollup, SequenceDay):
             model.objects.all().delete()
 
     t0 = time.perf_counter()
@@ -451,7 +452,8 @@ def main() -> None:
     print(
         f"rollups: first run {first_run:.1f} s ({built['hours']} hours, {built['days']} days; "
         f"{HourlyRollup.objects.count():,} hourly + {DailyRollup.objects.count():,} daily rows, "
-        f"{SessionSequence.objects.count():,} session sequences, {VisitorRollup.objects.count():,} visitor sets); "
+        f"{SessionSequence.objects.count():,} session sequences in {SequenceDay.objects.count():,} day rows, "
+        f"{VisitorRollup.objects.count():,} visitor sets); "
         f"next hour {incremental * 1000:.0f} ms ({again['hours']} hour); reconcile of 7 days {reconcile * 1000:.0f} ms"
     )
     print(f"sequences of sessions that ended in the settle window: {early:,} in {early_s:.1f} s")

@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 
 from analytics import selectors, services
 from analytics.algorithms import funnel_match, funnel_summarise, journey_graph
-from analytics.models import Action, RollupWatermark, SessionSequence, Visitor
+from analytics.models import Action, RollupWatermark, SequenceDay, SessionSequence, Visitor
 from analytics.sequences import (
+    DAY_HEADER_DTYPE,
+    EVENT_DTYPE,
     Stream,
     epoch_us,
     funnel_counts,
@@ -308,3 +310,109 @@ def test_funnels_read_sequences_and_open_sessions_from_one_snapshot(short_settle
         assert written == [1]
         assert SessionSequence.objects.count() == 0  # still the snapshot taken at the first read
     assert SessionSequence.objects.count() == 1
+
+
+def _day_sessions(day_row: SequenceDay) -> dict[int, tuple]:
+    """A SequenceDay decoded: session id -> (visitor key, device type, country, UTM source, packed events)."""
+    header = np.frombuffer(bytes(day_row.headers), dtype=DAY_HEADER_DTYPE)
+    events = bytes(day_row.events)
+    out, at = {}, 0
+    for h in header:
+        size = int(h["count"]) * EVENT_DTYPE.itemsize
+        out[int(h["session"])] = (
+            int(h["visitor"]),
+            day_row.labels["device_type"][h["device_type"]],
+            day_row.labels["country"][h["country"]],
+            day_row.labels["utm_source"][h["utm_source"]],
+            events[at : at + size],
+        )
+        at += size
+    assert at == len(events)
+    assert list(out) == sorted(out)  # in session order
+    return out
+
+
+def _expected_day(neuron_id: int, day: datetime) -> dict[int, tuple]:
+    return {
+        s.session_id: (
+            s.visitor_id if s.visitor_id is not None else -s.session_id,
+            s.device_type,
+            s.country,
+            s.utm_source,
+            bytes(s.events),
+        )
+        for s in SessionSequence.objects.filter(
+            neuron_id=neuron_id, started_at__gte=day, started_at__lt=day + timedelta(days=1)
+        ).order_by("session_id")
+    }
+
+
+@pytest.mark.django_db
+def test_each_closed_day_has_its_sequences_in_one_row(short_settle):
+    """Days wholly before the sequence watermark get a SequenceDay holding their sequences in
+    session order, with each session's filter values; later days have none yet."""
+    build_population(start=START, days=4, sessions=120)
+    services.rollup_advance(now=START + timedelta(days=3, hours=6))
+    assert RollupWatermark.objects.get(granularity="seq_days").closed_through == START + timedelta(days=3)
+    rows = list(SequenceDay.objects.order_by("neuron_id", "day"))
+    assert rows and all(r.day < START + timedelta(days=3) and not r.stale for r in rows)
+    closed = SessionSequence.objects.filter(started_at__lt=START + timedelta(days=3))
+    days = {(n, services.floor_day(d)) for n, d in closed.values_list("neuron_id", "started_at")}
+    assert {(r.neuron_id, r.day) for r in rows} == days
+    for row in rows:
+        assert _day_sessions(row) == _expected_day(row.neuron_id, row.day)
+        assert row.session_count == len(_expected_day(row.neuron_id, row.day))
+    # Idempotent: another run rewrites nothing that differs.
+    before = [(r.pk, bytes(r.events)) for r in rows]
+    services.rollup_advance(now=START + timedelta(days=3, hours=6))
+    assert [(r.pk, bytes(r.events)) for r in SequenceDay.objects.order_by("neuron_id", "day")] == before
+
+
+@pytest.mark.django_db
+def test_erasing_a_session_blanks_its_day_until_the_next_run(short_settle):
+    """Deleting a session blanks its day's row in the same transaction; reports read that day from
+    the remaining sequences (still equal to a recount), and the next run rebuilds the row without it."""
+    pop = build_population(start=START, days=3, sessions=90)
+    now = START + timedelta(days=2, hours=6)
+    services.rollup_advance(now=now)
+    scope = selectors.scope_build(start=START.date(), end=(START + timedelta(days=2)).date())
+    steps = selectors.funnel_steps_from_strings(["page:/", "event:click"])
+    victim = next(s for s in pop.sessions if SessionSequence.objects.filter(session_id=s.pk).exists())
+    day = victim.started_at.replace(hour=0, minute=0, second=0, microsecond=0)
+    row = SequenceDay.objects.get(neuron_id=victim.neuron_id, day=day)
+    assert victim.pk in _day_sessions(row)
+    with transaction.atomic():
+        UserSession.objects.filter(pk=victim.pk).delete()
+        row.refresh_from_db()
+        assert row.stale and bytes(row.events) == b"" and bytes(row.headers) == b""
+
+    def reports():
+        return (
+            selectors.funnel_report(scope=scope, steps=steps, window=timedelta(hours=2)),
+            selectors.journeys_report(scope=scope, page="/pricing", direction="next", depth=2, top=3),
+        )
+
+    from_stale = reports()
+    SequenceDay.objects.all().delete()
+    RollupWatermark.objects.filter(granularity="seq_days").delete()
+    assert reports() == from_stale  # what every session's own sequence says
+    services.rollup_advance(now=now)
+    row = SequenceDay.objects.get(neuron_id=victim.neuron_id, day=day)
+    assert not row.stale and victim.pk not in _day_sessions(row)
+    assert _day_sessions(row) == _expected_day(victim.neuron_id, day)
+    assert reports() == from_stale
+
+
+@pytest.mark.django_db
+def test_a_late_event_rebuilds_its_day_row(short_settle):
+    """The reconcile job packs a late event into its session's sequence and that day's row."""
+    a = UserSessionFactory(started_at=START + timedelta(hours=1))
+    BehaviorEventFactory(session=a, neuron=a.neuron, timestamp=START + timedelta(hours=1, minutes=1))
+    now = START + timedelta(days=2)
+    services.rollup_advance(now=now)
+    row = SequenceDay.objects.get(neuron_id=a.neuron_id, day=START)
+    assert len(unpack(_day_sessions(row)[a.pk][4])) == 1
+    BehaviorEventFactory(session=a, neuron=a.neuron, timestamp=START + timedelta(hours=3))
+    services.rollup_reconcile(now=now)
+    row = SequenceDay.objects.get(neuron_id=a.neuron_id, day=START)
+    assert not row.stale and len(unpack(_day_sessions(row)[a.pk][4])) == 2
