@@ -8,6 +8,7 @@ from analytics.models import (
     HourlyRollup,
     RollupPeriod,
     RollupWatermark,
+    SequenceDay,
     SessionSequence,
     Visitor,
     VisitorRollup,
@@ -36,6 +37,15 @@ class SessionSequenceAdmin(JobOutputAdmin):
     list_select_related = ["session", "neuron"]
     exclude = ["events"]  # packed binary; the session's events are on its own page
     raw_id_fields = ["session", "visitor"]
+
+
+@admin.register(SequenceDay)
+class SequenceDayAdmin(JobOutputAdmin):
+    list_display = ["day", "neuron", "session_count", "stale", "first_event_at", "last_event_at"]
+    list_filter = ["neuron", "stale", "day"]
+    date_hierarchy = "day"
+    list_select_related = ["neuron"]
+    exclude = ["headers", "events"]  # packed binary copies of the day's sequences
 
 
 @admin.register(Visitor)
