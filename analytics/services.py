@@ -3,10 +3,10 @@
 Every job here is idempotent: a period is rebuilt by deleting its rows and
 inserting them again inside one transaction, so running a job twice, or two
 workers at once, leaves the same rows. A period is *closed* once nothing that
-started in it can still change: a session may run for the absolute lifetime and
-accept events for a grace period after it ends, so hours close
-ANALYTICS_ROLLUP_SETTLE after they end. Reads use rollups for closed periods
-and raw rows for the rest.
+started in it can still change: every session that started in it has ended and is
+past the events grace period (rollup_closed_target); at the latest
+ANALYTICS_ROLLUP_SETTLE after the hour ends, the absolute lifetime and the grace
+period. Reads use rollups for closed periods and raw rows for the rest.
 """
 
 from __future__ import annotations
@@ -74,8 +74,21 @@ def floor_day(moment: datetime) -> datetime:
 
 
 def rollup_closed_target(*, now: datetime) -> datetime:
-    """The hour boundary before which every hour is closed at `now`."""
-    return floor_hour(now - settings.ANALYTICS_ROLLUP_SETTLE)
+    """The hour boundary before which every hour is closed at `now`.
+
+    Every session that started before it has ended and is past the events grace period
+    (ingestion refuses its events; heartbeats, updates and restores need a live session), so
+    nothing in those hours can change but late backdated events and erasures, which the
+    reconcile job recounts. That is the hour of the oldest session not yet settled, and never
+    before ANALYTICS_ROLLUP_SETTLE ago (no session lives longer, should one never be ended)."""
+    fixed = floor_hour(now - settings.ANALYTICS_ROLLUP_SETTLE)
+    cut = now - settings.EVENTS_GRACE_PERIOD - SEQUENCE_EARLY_MARGIN
+    recent = UserSession.objects.filter(started_at__gte=fixed, started_at__lt=cut)
+    oldest = [
+        recent.filter(ended_at__isnull=True).aggregate(m=Min("started_at"))["m"],
+        recent.filter(ended_at__gte=cut).aggregate(m=Min("started_at"))["m"],
+    ]
+    return max(fixed, floor_hour(min([cut, *(m for m in oldest if m is not None)])))
 
 
 def _fold(

@@ -495,8 +495,9 @@ ANALYTICS_CONVERSION_EVENT_TYPES = env_list("ANALYTICS_CONVERSION_EVENT_TYPES", 
 ANALYTICS_CONVERSION_EVENT_NAMES = env_list("ANALYTICS_CONVERSION_EVENT_NAMES", [])
 # "Active now": activity within this window.
 ANALYTICS_ACTIVE_WINDOW = timedelta(seconds=env_int("ANALYTICS_ACTIVE_WINDOW_SECONDS", 5 * 60))
-# An hour is rolled up once nothing that started in it can change: a session lives at
-# most the absolute lifetime and accepts events for a grace period after it ends.
+# An hour is rolled up once nothing that started in it can change: once every session that
+# started in it has ended and is past the events grace period, and at the latest after this
+# long (a session lives at most the absolute lifetime and takes events for the grace period).
 ANALYTICS_ROLLUP_SETTLE = timedelta(
     seconds=env_int(
         "ANALYTICS_ROLLUP_SETTLE_SECONDS",

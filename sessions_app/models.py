@@ -165,6 +165,8 @@ class UserSession(models.Model):
             models.Index(fields=["profile", "-last_activity_at"], name="session_profile_idx"),
             # The expiry sweep scans only live sessions.
             models.Index(fields=["expires_at"], condition=Q(ended_at__isnull=True), name="session_live_expiry_idx"),
+            # Sessions that ended lately (analytics: is an hour settled?); a live session's updates skip it.
+            models.Index(fields=["ended_at"], condition=Q(ended_at__isnull=False), name="session_ended_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(engagement_score__gte=0), name="session_engagement_nonneg"),

@@ -260,7 +260,7 @@ def test_an_early_sequence_waits_for_an_ingest_still_holding_the_session(short_s
     """An ingest transaction that locked the session before the build started commits first:
     its event is in the sequence."""
     now = timezone.now()
-    services.rollup_advance(now=now)
+    services.rollup_advance(now=now - timedelta(hours=2))  # the watermark before the session below
     session = _session_with_events(started=now - timedelta(minutes=50), ended=now - timedelta(minutes=20), paths=["/"])
     locked = threading.Event()
     errors: list[BaseException] = []
@@ -292,7 +292,7 @@ def test_funnels_read_sequences_and_open_sessions_from_one_snapshot(short_settle
     """A sequence written while a report reads is invisible to the rest of that read: the report
     counts the session once, from its raw events, instead of twice or not at all."""
     now = timezone.now()
-    services.rollup_advance(now=now)
+    services.rollup_advance(now=now - timedelta(hours=2))  # the watermark before the session below
     _session_with_events(started=now - timedelta(minutes=50), ended=now - timedelta(minutes=20), paths=["/"])
     written: list[int] = []
 

@@ -123,11 +123,32 @@ def test_rollup_rows_hold_no_identifiers():
 
 
 def test_rollup_advance_without_data_only_sets_the_watermark():
-    """An empty database yields no rows and a watermark at the closed boundary."""
+    """An empty database yields no rows; with no session to wait for, every hour before the
+    current one (less the events grace period) is closed."""
     now = START + timedelta(hours=3, minutes=7)
     assert services.rollup_advance(now=now) == {"hours": 0, "days": 0}
-    assert RollupWatermark.objects.get(granularity="hour").closed_through == START + timedelta(hours=2)
+    assert RollupWatermark.objects.get(granularity="hour").closed_through == START + timedelta(hours=3)
     assert not HourlyRollup.objects.exists()
+
+
+def test_hours_close_once_every_session_that_started_in_them_has_settled(settings):
+    """The closed boundary is the hour of the oldest session still live or within the events
+    grace period of its end; a session past it does not hold hours back, and none is waited for
+    longer than ANALYTICS_ROLLUP_SETTLE."""
+    settings.ANALYTICS_ROLLUP_SETTLE = timedelta(hours=25)
+    now = START + timedelta(days=2, hours=12, minutes=30)
+    UserSessionFactory(started_at=now - timedelta(hours=9), ended_at=now - timedelta(hours=8))  # settled
+    assert services.rollup_closed_target(now=now) == START + timedelta(days=2, hours=12)
+    recent = UserSessionFactory(started_at=now - timedelta(hours=3, minutes=20), ended_at=now - timedelta(minutes=4))
+    assert services.rollup_closed_target(now=now) == START + timedelta(days=2, hours=9)  # within the grace period
+    live = UserSessionFactory(started_at=now - timedelta(hours=5, minutes=50), ended_at=None)
+    assert services.rollup_closed_target(now=now) == START + timedelta(days=2, hours=6)
+    # A session older than the settle window (never ended: the sweep down) holds nothing back.
+    UserSessionFactory(started_at=now - timedelta(hours=30), ended_at=None)
+    assert services.rollup_closed_target(now=now) == START + timedelta(days=2, hours=6)
+    live.delete()
+    recent.delete()
+    assert services.rollup_closed_target(now=now) == START + timedelta(days=2, hours=12)
 
 
 def test_breakdowns_are_kept_hourly_only_until_their_day_is_rolled_up():
@@ -168,9 +189,9 @@ def test_visitor_sets_hold_each_closed_hours_distinct_visitors():
     )
     b = UserSessionFactory(started_at=START + timedelta(hours=1, minutes=50), neuron=a.neuron, utm_source="ads")
     UserSessionFactory(started_at=START + timedelta(hours=1), consent={"analytics": False}, neuron=a.neuron)
-    UserSessionFactory(started_at=START + timedelta(hours=3), neuron=a.neuron)  # still open
-    services.rollup_advance(now=START + timedelta(hours=3, minutes=30))  # closed through 02:00
-    assert RollupWatermark.objects.get(granularity="visitors").closed_through == START + timedelta(hours=2)
+    UserSessionFactory(started_at=START + timedelta(hours=3), neuron=a.neuron, ended_at=None)  # still open
+    services.rollup_advance(now=START + timedelta(hours=3, minutes=30))  # closed up to the open session's hour
+    assert RollupWatermark.objects.get(granularity="visitors").closed_through == START + timedelta(hours=3)
     va = Visitor.objects.get(neuron=a.neuron, anonymous_id=a.anonymous_id).pk
     vb = Visitor.objects.get(neuron=a.neuron, anonymous_id=b.anonymous_id).pk
     hour = START + timedelta(hours=1)
