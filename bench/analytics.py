@@ -456,8 +456,13 @@ def main() -> None:
         f"{VisitorRollup.objects.count():,} visitor sets); "
         f"next hour {incremental * 1000:.0f} ms ({again['hours']} hour); reconcile of 7 days {reconcile * 1000:.0f} ms"
     )
-    print(f"sequences of sessions that ended in the settle window: {early:,} in {early_s:.1f} s")
-    print(f"settle window (raw rows at query time): {settings.ANALYTICS_ROLLUP_SETTLE}")
+    print(f"sequences of sessions that ended since the watermark: {early:,} in {early_s:.1f} s")
+    closed = RollupWatermark.objects.get(granularity="hour").closed_through
+    print(
+        f"closed through {closed:%Y-%m-%d %H:%M} (the oldest session not yet settled): raw rows at query time for "
+        f"the last {(now - closed).total_seconds() / 3600:.1f} hours (at most ANALYTICS_ROLLUP_SETTLE, "
+        f"{settings.ANALYTICS_ROLLUP_SETTLE})"
+    )
     # A production server's autovacuum keeps visibility maps (index-only scans) and planner
     # statistics current; a scratch server may run without it, so catch up once, as it would.
     t0 = time.perf_counter()
