@@ -15,7 +15,7 @@ import bisect
 import functools
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -1176,6 +1176,16 @@ def _open_rows(scope: Scope, closed_through: datetime | None, events: Q, *, by: 
     return out
 
 
+def _rows_stream(rows: list[tuple], code: Callable[[tuple], int]) -> Stream:
+    """_open_rows' rows as a stream, each event's code given by `code(row)`."""
+    return Stream(
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.int64),
+        np.array([r[2] for r in rows], dtype=np.int64),
+        np.array([code(r) for r in rows], dtype=np.int64),
+    )
+
+
 def funnel_report(*, scope: Scope, steps: Sequence[FunnelStep], window: timedelta) -> dict[str, Any]:
     """Visitors through ordered steps within `window` of their first step (events in range).
 
@@ -1203,14 +1213,7 @@ def funnel_report(*, scope: Scope, steps: Sequence[FunnelStep], window: timedelt
             streams.append(_closed_stream(closed, scope, by="visitor", codes=codes))
         rows = _open_rows(scope, closed_through, any_step, by="visitor")
         if rows:
-            streams.append(
-                Stream(
-                    np.array([r[0] for r in rows], dtype=np.int64),
-                    np.array([r[1] for r in rows], dtype=np.int64),
-                    np.array([r[2] for r in rows], dtype=np.int64),
-                    np.array([mask(r[3], r[4], r[5]) for r in rows], dtype=np.int64),
-                )
-            )
+            streams.append(_rows_stream(rows, lambda r: mask(r[3], r[4], r[5])))
     stream = Stream.concat(streams).sorted()
     seconds = window.total_seconds()
     counts = funnel_counts(funnel_reach(stream, len(steps), int(window / timedelta(microseconds=1))), len(steps))
@@ -1270,14 +1273,7 @@ def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top:
             views &= Q(session_id__in=with_page)
         rows = _open_rows(scope, closed_through, views, by="session")
         if rows:
-            streams.append(
-                Stream(
-                    np.array([r[0] for r in rows], dtype=np.int64),
-                    np.array([r[1] for r in rows], dtype=np.int64),
-                    np.array([r[2] for r in rows], dtype=np.int64),
-                    np.array([path_index(r[5]) for r in rows], dtype=np.int64),
-                ).sorted()
-            )
+            streams.append(_rows_stream(rows, lambda r: path_index(r[5])).sorted())
     # Each sequence is one session's views in order, and the open sessions are others: every
     # session is contiguous and ordered, which is all journey_trails needs (no global sort).
     trails = journey_trails(Stream.concat(streams), page=index[page], direction=direction, depth=depth)
