@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
 from tests.conftest import IPHONE_UA
+
+# Concurrency tests run on PostgreSQL only: SQLite's in-memory test database is shared between
+# threads through shared-cache table locks, which fail at once instead of waiting, and SQLite
+# serialises writers anyway. The races these tests guard against are PostgreSQL's.
+needs_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs PostgreSQL: concurrent transactions"
+)
 
 
 def bearer(token: str) -> APIClient:

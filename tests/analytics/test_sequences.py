@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 from hypothesis import given, settings
@@ -31,6 +31,7 @@ from analytics.sequences import (
 )
 from sessions_app.models import UserSession
 from tests.analytics.factories import build_population
+from tests.helpers import needs_postgres
 from tests.sessions_app.factories import BehaviorEventFactory, UserSessionFactory
 
 N_STEPS = 3
@@ -140,15 +141,19 @@ def test_rollup_jobs_pack_each_closed_session_events_in_order(short_settle):
 
 @pytest.mark.django_db
 def test_late_events_and_erasure_reach_the_sequences(short_settle):
-    """A late event in a closed hour is packed by the reconcile job; an erased session loses its sequence."""
+    """A late event in a closed hour is packed by the reconcile job, into the sequence and its day's row;
+    an erased session loses its sequence."""
     a = UserSessionFactory(started_at=START + timedelta(hours=1))
     BehaviorEventFactory(session=a, neuron=a.neuron, timestamp=START + timedelta(hours=1, minutes=1))
     now = START + timedelta(days=2)
     services.rollup_advance(now=now)
     assert SessionSequence.objects.get(session=a).event_count == 1
+    assert len(unpack(_day_sessions(SequenceDay.objects.get(day=START))[a.pk][4])) == 1
     BehaviorEventFactory(session=a, neuron=a.neuron, timestamp=START + timedelta(hours=3))
     services.rollup_reconcile(now=now)
     assert SessionSequence.objects.get(session=a).event_count == 2
+    row = SequenceDay.objects.get(day=START)
+    assert not row.stale and len(unpack(_day_sessions(row)[a.pk][4])) == 2
     a.delete()
     assert not SessionSequence.objects.exists()
 
@@ -174,11 +179,6 @@ def test_funnel_and_journeys_read_the_same_from_sequences_and_raw_events(short_s
     services.rollup_advance(now=START + timedelta(days=9))
     assert reports() == raw
     assert raw[0]["steps"][0]["entrants"] > 0 or filters
-
-
-needs_postgres = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="needs PostgreSQL: concurrent transactions and snapshots"
-)
 
 
 def _session_with_events(*, started: datetime, ended: datetime | None, paths: list[str]):
@@ -401,18 +401,3 @@ def test_erasing_a_session_blanks_its_day_until_the_next_run(short_settle):
     assert not row.stale and victim.pk not in _day_sessions(row)
     assert _day_sessions(row) == _expected_day(victim.neuron_id, day)
     assert reports() == from_stale
-
-
-@pytest.mark.django_db
-def test_a_late_event_rebuilds_its_day_row(short_settle):
-    """The reconcile job packs a late event into its session's sequence and that day's row."""
-    a = UserSessionFactory(started_at=START + timedelta(hours=1))
-    BehaviorEventFactory(session=a, neuron=a.neuron, timestamp=START + timedelta(hours=1, minutes=1))
-    now = START + timedelta(days=2)
-    services.rollup_advance(now=now)
-    row = SequenceDay.objects.get(neuron_id=a.neuron_id, day=START)
-    assert len(unpack(_day_sessions(row)[a.pk][4])) == 1
-    BehaviorEventFactory(session=a, neuron=a.neuron, timestamp=START + timedelta(hours=3))
-    services.rollup_reconcile(now=now)
-    row = SequenceDay.objects.get(neuron_id=a.neuron_id, day=START)
-    assert not row.stale and len(unpack(_day_sessions(row)[a.pk][4])) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import timedelta
 
@@ -16,15 +15,9 @@ from hypothesis import strategies as st
 from sessions_app.event_input import EventIn
 from sessions_app.ingestion import event_time, events_ingest
 from sessions_app.models import BehaviorEvent, UserSession
+from tests.helpers import needs_postgres
 from tests.sessions_app.factories import UserSessionFactory
 from tests.sessions_app.test_events_apis import bearer, events_url
-
-# SQLite's in-memory test database is shared between threads through shared-cache table
-# locks, which fail at once instead of waiting; SQLite writers are serialised by
-# BEGIN IMMEDIATE anyway. The race these tests guard against is PostgreSQL's.
-needs_postgres = pytest.mark.skipif(
-    not os.environ.get("DATABASE_URL"), reason="concurrent writers need PostgreSQL (DATABASE_URL)"
-)
 
 
 def batch(prefix: str, size: int) -> list[EventIn]:
