@@ -7,8 +7,9 @@ handler with the test client, one request at a time, and prints for each of the 
 view, session creation, one event and a batch of 100 events: process CPU ms per request
 (time.process_time, so other load on a shared machine does not count, only this
 process's own work), wall ms, and database round trips per request. `--profile NAME`
-prints the top of a cProfile of that case. Figures are per request on one core; the
-server's throughput ceiling is roughly cores / (CPU ms + the database's CPU ms).
+prints the top of a cProfile of that case, in process CPU time (waits on the database do
+not count). Figures are per request on one core; the server's throughput ceiling is
+roughly cores / (CPU ms + the database's CPU ms).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def main() -> None:
         with CaptureQueriesContext(connection) as ctx:
             fn()
         queries = len(ctx.captured_queries)
-        profiler = cProfile.Profile() if args.profile == name else None
+        profiler = cProfile.Profile(time.process_time) if args.profile == name else None
         wall0, cpu0 = time.perf_counter(), time.process_time()
         if profiler:
             profiler.enable()

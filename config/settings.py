@@ -434,6 +434,9 @@ EVENTS_GRACE_PERIOD = timedelta(seconds=env_int("EVENTS_GRACE_SECONDS", 5 * 60))
 EVENTS_MAX_BATCH = env_int("EVENTS_MAX_BATCH", 500)
 EVENTS_MAX_BODY_BYTES = env_int("EVENTS_MAX_BODY_BYTES", 512 * 1024)
 EVENT_DATA_MAX_BYTES = env_int("EVENT_DATA_MAX_BYTES", 32 * 1024)
+# PostgreSQL: single events that arrive together are committed together
+# (sessions_app.ingest_group); each request still answers after its own commit.
+EVENTS_GROUP_COMMIT = env_bool("EVENTS_GROUP_COMMIT", True)
 # Segment's published limits for its HTTP tracking API.
 SEGMENT_MAX_CALL_BYTES = env_int("SEGMENT_MAX_CALL_BYTES", 32 * 1024)
 SEGMENT_MAX_BATCH_BYTES = env_int("SEGMENT_MAX_BATCH_BYTES", 500 * 1024)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -23,7 +25,8 @@ from sessions_app.authentication import BeaconTokenAuthentication, SessionTokenA
 from sessions_app.create_input import session_create_parse
 from sessions_app.enrichment import RequestMeta, request_meta_from
 from sessions_app.event_input import events_payload_parse
-from sessions_app.ingestion import events_ingest
+from sessions_app.ingest_group import single_event_try
+from sessions_app.ingestion import IngestResult, events_ingest
 from sessions_app.models import UserSession
 from sessions_app.permissions import IsSessionTokenHolder, IsSessionTokenHolderEvenEnded
 from sessions_app.services import (
@@ -308,6 +311,12 @@ class EventsIngestApi(SessionTokenApi):
         return settings.EVENTS_MAX_BODY_BYTES
 
     def dispatch(self, request, *args, **kwargs):
+        # The common request, one plain event, is committed together with the others
+        # arriving at the same time (sessions_app.ingest_group); anything else, or
+        # anything that group cannot take, comes here.
+        result = single_event_try(request, session_id=kwargs["session_id"])
+        if result is not None:
+            return self._ingested(result)
         # One transaction from authentication (which locks the session) to the response:
         # BEGIN, the locking read, the write, COMMIT: four round trips for a batch instead
         # of seven (a separate read, BEGIN, a second locking read, INSERT, UPDATE, COMMIT).
@@ -328,4 +337,15 @@ class EventsIngestApi(SessionTokenApi):
         result = events_ingest(
             session=self.session, events=events, sent_at=sent_at, received_at=received_at, locked=True
         )
-        return Response({"stored": result.stored, "duplicates": result.duplicates, "anonymous": result.anonymous})
+        return Response(_ingest_body(result))
+
+    def _ingested(self, result: IngestResult) -> HttpResponse:
+        # What DRF would answer, without its request and response machinery.
+        response = HttpResponse(orjson.dumps(_ingest_body(result)), content_type="application/json")
+        response["Allow"] = ", ".join(self.allowed_methods)
+        response["Vary"] = "Accept"
+        return response
+
+
+def _ingest_body(result: IngestResult) -> dict[str, int]:
+    return {"stored": result.stored, "duplicates": result.duplicates, "anonymous": result.anonymous}

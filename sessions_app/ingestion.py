@@ -221,49 +221,44 @@ def _insert(rows: list[tuple]) -> list[StoredEvent]:
     count would grow with the batch size.
     """
     if connection.vendor == "postgresql":
-        inserted = _insert_unnest(rows)
+        inserted = _insert_json(rows)
     else:
         inserted = _insert_values(rows)
     by_id = {row[13]: row for row in rows}
     return [_stored_event(by_id[message_id]) for message_id in inserted]
 
 
-# PostgreSQL: one array per column and unnest(). The statement text and its 14
-# parameters are the same for any batch size. A multi-row VALUES list of 100 events
-# has 1,400 placeholders, and psycopg's client-side binding spent ~11 ms of CPU per
-# batch splitting that query (cProfile, bench/ingest.py profile); unnest() removes it.
-# The arrays go as binary parameters (%b, server-side binding: _binary_cursor): quoting
-# each element into the query text cost another ~2 ms per 100 events.
-_UNNEST_SQL = (
+# PostgreSQL: the rows go as one JSON document that json_populate_recordset() turns into
+# records of the table's own row type. The statement text and its one parameter are the
+# same for any batch size, and orjson writes the document in C. (A multi-row VALUES list
+# of 100 events has 1,400 placeholders: psycopg's client-side binding spent ~11 ms of CPU
+# per batch splitting that query; one array per column and unnest() still spent ~2 ms
+# adapting the arrays element by element.) The document is sent as a separate parameter
+# (server-side binding: _server_cursor), not quoted into the query text.
+EVENTS_INSERT_SQL = (
     f"INSERT INTO {BehaviorEvent._meta.db_table} ({', '.join(EVENT_COLUMNS)}) "
-    "SELECT %s::bigint, %s::bigint, %s::bigint, %s, u.event_type, u.event_name, u.properties, u.page_url, "
-    "u.page_path, u.page_title, u.referrer, u.ts, %s::timestamptz, u.message_id "
-    "FROM unnest(%b::text[], %b::text[], %b::jsonb[], %b::text[], %b::text[], %b::text[], %b::text[], "
-    "%b::timestamptz[], %b::text[]) "
-    "AS u(event_type, event_name, properties, page_url, page_path, page_title, referrer, ts, message_id) "
-    "ON CONFLICT (neuron_id, message_id) DO NOTHING RETURNING message_id"
+    f"SELECT {', '.join(EVENT_COLUMNS)} FROM json_populate_recordset(NULL::{BehaviorEvent._meta.db_table}, %s) "
+    "ON CONFLICT (neuron_id, message_id) DO NOTHING RETURNING session_id, message_id"
 )
 
 
-def _binary_cursor():
+def events_json(rows: list[tuple]) -> str:
+    """Event rows (in EVENT_COLUMNS order) as the JSON document EVENTS_INSERT_SQL reads."""
+    return orjson.dumps([dict(zip(EVENT_COLUMNS, row, strict=True)) for row in rows]).decode()
+
+
+def server_cursor():
     """A cursor on Django's PostgreSQL connection (same transaction, query log and error
-    translation) that binds parameters on the server, so `%b` sends them in binary."""
+    translation) that binds parameters on the server instead of quoting them into the text."""
     connection.ensure_connection()
     raw = psycopg.Cursor(connection.connection)
     return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
 
 
-def _unnest_params(rows: list[tuple]) -> list:
-    first = rows[0]
-    columns = [list(column) for column in zip(*(row[4:12] + (row[13],) for row in rows), strict=True)]
-    columns[2] = [orjson.dumps(value).decode() for value in columns[2]]
-    return [first[0], first[1], first[2], first[3], first[12], *columns]
-
-
-def _insert_unnest(rows: list[tuple]) -> list[str]:
-    with _binary_cursor() as cursor:
-        cursor.execute(_UNNEST_SQL, _unnest_params(rows))
-        return [message_id for (message_id,) in cursor.fetchall()]
+def _insert_json(rows: list[tuple]) -> list[str]:
+    with server_cursor() as cursor:
+        cursor.execute(EVENTS_INSERT_SQL, [events_json(rows)])
+        return [message_id for (_, message_id) in cursor.fetchall()]
 
 
 def _insert_values(rows: list[tuple]) -> list[str]:
@@ -345,15 +340,14 @@ def _insert_and_count(rows: list[tuple], *, session: UserSession, alive: bool, n
     expected = _session_counters(session=session, stored=[_stored_event(row) for row in rows], alive=alive, now=now)
     assert expected is not None  # rows is never empty here
     names = list(expected)
-    first = rows[0]
     sql = (
-        f"WITH ins AS ({_UNNEST_SQL}), "
+        f"WITH ins AS ({EVENTS_INSERT_SQL}), "
         f"upd AS (UPDATE {UserSession._meta.db_table} SET {', '.join(f'{name} = %s' for name in names)} "
         "WHERE id = %s AND (SELECT count(*) FROM ins) = %s) "
         "SELECT message_id FROM ins"
     )
-    params = [*_unnest_params(rows), *(expected[name] for name in names), first[1], len(rows)]
-    with _binary_cursor() as cursor:
+    params = [events_json(rows), *(expected[name] for name in names), rows[0][1], len(rows)]
+    with server_cursor() as cursor:
         cursor.execute(sql, params)
         inserted = [message_id for (message_id,) in cursor.fetchall()]
     by_id = {row[13]: row for row in rows}

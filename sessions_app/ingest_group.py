@@ -1,0 +1,284 @@
+"""Group commit for single events on PostgreSQL.
+
+A page sends most events one at a time (a page view, a click), so the single-event
+request is the common one, and its cost was four round trips and a commit of its own
+(BEGIN, the locking read, the write, COMMIT) for one row. Here the requests that arrive
+while another one is being written wait for it and are then written together: one
+transaction, one locking read of all their sessions, one INSERT of all their events, one
+UPDATE of all their sessions' counters, one commit. Each request still answers only once
+its own event is committed, so "a 200 means stored" holds.
+
+There is no flusher thread and no timer. The first request to find no write in progress
+writes its own event at once (a lone request waits for nobody); those arriving meanwhile
+queue, and when the write ends one of them writes the whole queue. A batch is at most as
+large as the requests the server runs at once (its threads), and each request runs its
+own thread's database connection, as Django expects.
+
+Only the plain case takes this path: one event with a valid bearer token, for a live
+session with analytics consent. Everything else (batches, beacons, the previous token
+during its grace, ended sessions, no consent, bad input, a message id repeated inside
+the group) falls back to the regular view, which answers exactly as before. If a group's
+transaction fails for any reason, nothing of it is stored and every request in it falls
+back, one by one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import orjson
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from config.api.errors import ApplicationError
+from privacy.consent import has_consent
+from sessions_app.event_input import EventIn, events_payload_parse
+from sessions_app.ingestion import (
+    EVENTS_INSERT_SQL,
+    IngestResult,
+    StoredEvent,
+    _corrected_times,
+    _rows,
+    _session_counters,
+    events_json,
+    events_stored,
+    server_cursor,
+    session_end_time,
+)
+from sessions_app.models import UserSession
+
+logger = logging.getLogger(__name__)
+
+# The body of one event is far below this; anything larger goes the regular way.
+SINGLE_EVENT_MAX_BYTES = 64 * 1024
+
+COUNTER_COLUMNS = (
+    "event_count",
+    "page_view_count",
+    "conversion_count",
+    "interaction_count",
+    "last_activity_at",
+    "expires_at",
+    "engagement_score",
+)
+# What the checks, the counters and the after-store hooks read of a session, in the
+# model's field order (Model.from_db fills the other fields as deferred by position).
+_READ = {
+    "id",
+    "public_id",
+    "neuron_id",
+    "profile_id",
+    "anonymous_id",
+    "token_hash",
+    "consent",
+    "started_at",
+    "ended_at",
+}
+SESSION_COLUMNS = tuple(
+    f.attname for f in UserSession._meta.concrete_fields if f.attname in _READ or f.attname in COUNTER_COLUMNS
+)
+_SESSIONS = UserSession._meta.db_table
+_LOCK_SQL = f"SELECT {', '.join(SESSION_COLUMNS)} FROM {_SESSIONS} WHERE token_hash = ANY(%s) ORDER BY id FOR UPDATE"
+
+# The counters go as one JSON document, as the events do (ingestion.EVENTS_INSERT_SQL).
+_UPDATE_SQL = (
+    f"UPDATE {_SESSIONS} AS s SET {', '.join(f'{name} = u.{name}' for name in COUNTER_COLUMNS)} "
+    f"FROM json_populate_recordset(NULL::{_SESSIONS}, %s) AS u WHERE s.id = u.id"
+)
+
+
+@dataclass(eq=False, slots=True)
+class Pending:
+    """One request's event, waiting for its group's commit."""
+
+    token_hash: str
+    session_id: UUID
+    event: EventIn
+    time: datetime  # corrected for the client clock
+    received_at: datetime
+    done: bool = False
+    result: IngestResult | None = None  # None once done: the request takes the regular path
+    session_pk: int = 0  # set once accepted into the group's write
+    stored: bool = False
+
+
+class GroupCommit:
+    """Per process: queues concurrent single events and commits them together."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: list[Pending] = []
+        self._writing = False
+        self.groups = 0  # groups written, and events in them (for tests and the benchmark)
+        self.events = 0
+
+    def submit(self, item: Pending) -> IngestResult | None:
+        """Block until `item` is committed (its result) or handed back (None)."""
+        with self._cond:
+            self._queue.append(item)
+            while self._writing and not item.done:
+                self._cond.wait()
+            if item.done:
+                return item.result
+            # Nothing is being written and `item` is still queued: this request writes the queue.
+            self._writing = True
+            group, self._queue = self._queue, []
+        try:
+            group_write(group)
+        finally:
+            with self._cond:
+                for pending in group:
+                    pending.done = True
+                self._writing = False
+                self.groups += 1
+                self.events += sum(1 for pending in group if pending.result is not None)
+                self._cond.notify_all()
+        return item.result
+
+
+GROUP = GroupCommit()
+
+
+def group_write(group: list[Pending]) -> None:
+    """Write a group in one transaction and set each member's result; on any failure
+    nothing is stored and every result stays None."""
+    try:
+        with transaction.atomic():
+            _write(group)
+    except Exception:
+        logger.exception("group commit of %d events failed; each takes the regular path", len(group))
+        for pending in group:
+            pending.result = None
+
+
+def _write(group: list[Pending]) -> None:
+    sessions = _sessions_lock(sorted({pending.token_hash for pending in group}))
+    accepted: dict[int, list[Pending]] = defaultdict(list)
+    message_ids: set[tuple[int, str]] = set()
+    by_id: dict[int, UserSession] = {}
+    for pending in group:
+        session = sessions.get(pending.token_hash)
+        if (
+            session is None
+            or session.public_id != pending.session_id
+            or session_end_time(session, now=pending.received_at) is not None
+            or not has_consent(session.consent, "analytics")
+            or (session.neuron_id, pending.event.message_id) in message_ids
+        ):
+            continue  # the regular path answers it (and, for a repeated message id, after this commit)
+        message_ids.add((session.neuron_id, pending.event.message_id))
+        pending.session_pk = session.pk
+        accepted[session.pk].append(pending)
+        by_id[session.pk] = session
+    if not accepted:
+        return
+
+    members = [pending for pendings in accepted.values() for pending in pendings]
+    inserted = _insert(members, by_id)
+    stored: dict[int, list[StoredEvent]] = defaultdict(list)
+    for pending in members:
+        pending.stored = (pending.session_pk, pending.event.message_id) in inserted
+        if pending.stored:
+            stored[pending.session_pk].append(_stored(pending))
+
+    updates: list[tuple[int, dict[str, object]]] = []
+    for session_id, pendings in accepted.items():
+        session = by_id[session_id]
+        now = max(pending.received_at for pending in pendings)
+        values = _session_counters(session=session, stored=stored[session_id], alive=True, now=now)
+        assert values is not None  # alive sessions always move their last activity
+        for name, value in values.items():
+            setattr(session, name, value)
+        updates.append((session_id, values))
+    _update(updates)
+    for session_id, events in stored.items():
+        events_stored(session=by_id[session_id], events=events)
+    for pending in members:
+        pending.result = IngestResult(stored=int(pending.stored), duplicates=int(not pending.stored), anonymous=0)
+
+
+def _stored(pending: Pending) -> StoredEvent:
+    event = pending.event
+    return StoredEvent(
+        event_type=event.event_type,
+        event_name=event.event_name,
+        properties=event.properties,
+        page_path=event.page_path,
+        timestamp=pending.time,
+        message_id=event.message_id,
+    )
+
+
+def _sessions_lock(token_hashes: list[str]) -> dict[str, UserSession]:
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SQL, [token_hashes])
+        rows = cursor.fetchall()
+    consent = SESSION_COLUMNS.index("consent")
+    sessions = {}
+    for row in rows:
+        values = list(row)
+        if isinstance(values[consent], str):  # Django reads jsonb as text
+            values[consent] = orjson.loads(values[consent])
+        session = UserSession.from_db(connection.alias, SESSION_COLUMNS, values)
+        sessions[session.token_hash] = session
+    return sessions
+
+
+def _insert(members: list[Pending], sessions: dict[int, UserSession]) -> set[tuple[int, str]]:
+    rows = []
+    for p in members:
+        rows += _rows(session=sessions[p.session_pk], events=[p.event], times=[p.time], received_at=p.received_at)
+    with server_cursor() as cursor:
+        cursor.execute(EVENTS_INSERT_SQL, [events_json(rows)])
+        return set(cursor.fetchall())
+
+
+def _update(updates: list[tuple[int, dict[str, object]]]) -> None:
+    rows = [{"id": session_id, **values} for session_id, values in updates]
+    with server_cursor() as cursor:
+        cursor.execute(_UPDATE_SQL, [orjson.dumps(rows).decode()])
+
+
+def single_event_try(request, *, session_id: UUID) -> IngestResult | None:
+    """Ingest a plain single-event request by group commit; None: take the regular path."""
+    if not settings.EVENTS_GROUP_COMMIT or connection.vendor != "postgresql":
+        return None
+    if connection.settings_dict.get("ATOMIC_REQUESTS"):
+        return None  # the view's transaction would hold the others' events until it ends
+    if request.method != "POST" or request.content_type != "application/json":
+        return None
+    accept = request.headers.get("Accept", "*/*")
+    if "*/*" not in accept and "application/json" not in accept:
+        return None
+    parts = request.headers.get("Authorization", "").split()
+    if len(parts) != 2 or parts[0].lower() != "bearer" or not parts[1].isascii() or len(parts[1]) > 256:
+        return None
+    try:
+        if not 0 < int(request.META.get("CONTENT_LENGTH") or 0) <= SINGLE_EVENT_MAX_BYTES:
+            return None
+        payload = orjson.loads(request.body)
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(payload, dict) or "events" in payload:
+        return None
+    received_at = timezone.now()
+    try:
+        events, sent_at = events_payload_parse(payload)
+        (time,) = _corrected_times(events, sent_at=sent_at, received_at=received_at, prefix="")
+    except ApplicationError:
+        return None
+    pending = Pending(
+        token_hash=hashlib.sha256(parts[1].encode()).hexdigest(),
+        session_id=session_id,
+        event=events[0],
+        time=time,
+        received_at=received_at,
+    )
+    return GROUP.submit(pending)

@@ -1,0 +1,297 @@
+"""Group commit of single events (sessions_app.ingest_group): PostgreSQL only.
+
+The regular path's behaviour is covered by test_events_apis, whose single-event tests
+take the group path on PostgreSQL; here: that the group path is taken, that it stores
+what the regular path would, that concurrent requests are written together with each
+answered after its own commit, and that everything it does not take falls back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from django.utils import timezone
+
+from sessions_app import ingest_group
+from sessions_app.event_input import EventIn
+from sessions_app.ingest_group import GROUP
+from sessions_app.models import AnonymousTrafficCount, BehaviorEvent, UserSession
+from sessions_app.services import session_end
+from tests.federation.factories import NeuronFactory
+from tests.helpers import assert_problem, bearer
+from tests.sessions_app.factories import GlobalUserProfileFactory, UserSessionFactory
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="group commit runs on PostgreSQL only"),
+]
+
+
+def make_session(**kwargs):
+    token = uuid.uuid4().hex + uuid.uuid4().hex
+    return UserSessionFactory(factory_token=token, **kwargs), token
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def post(token: str, session: UserSession, body: dict):
+    return bearer(token).post(f"/api/sessions/{session.public_id}/events", body, format="json")
+
+
+def grouped(before: tuple[int, int]) -> tuple[int, int]:
+    return GROUP.groups - before[0], GROUP.events - before[1]
+
+
+def counts() -> tuple[int, int]:
+    return GROUP.groups, GROUP.events
+
+
+EVENT = {
+    "eventType": "page_view",
+    "eventName": "Pricing",
+    "eventData": {"plan": "pro", "price": 12.5, "tags": ["a"]},
+    "page": {"url": "https://shop.example.com/pricing?x=1", "title": "Pricing", "referrer": "https://g.co/"},
+    "timestamp": "2026-11-29T12:00:00.000Z",
+}
+
+
+def test_a_single_event_is_committed_by_the_group_path_as_the_regular_path_would(settings):
+    """Same row, same counters, engagement and expiry, same answer; only the path differs."""
+    started = timezone.now() - timedelta(minutes=3)
+    profile = GlobalUserProfileFactory()
+    grouped_session, grouped_token = make_session(neuron=profile.neuron, profile=profile, started_at=started)
+    regular_session, regular_token = make_session(neuron=profile.neuron, profile=profile, started_at=started)
+
+    before = counts()
+    sent = {**EVENT, "sentAt": "2026-11-29T12:00:05.000Z"}
+    response = post(grouped_token, grouped_session, {**sent, "messageId": "g-1"})
+    assert response.status_code == 200, response.content
+    assert response.json() == {"stored": 1, "duplicates": 0, "anonymous": 0}
+    assert response["Content-Type"] == "application/json"
+    assert grouped(before) == (1, 1)
+
+    settings.EVENTS_GROUP_COMMIT = False
+    before = counts()
+    response = post(regular_token, regular_session, {**sent, "messageId": "r-1"})
+    assert response.json() == {"stored": 1, "duplicates": 0, "anonymous": 0}
+    assert grouped(before) == (0, 0)
+
+    fields = ["event_type", "event_name", "properties", "page_url", "page_path", "page_title", "referrer", "profile"]
+    g = BehaviorEvent.objects.get(session=grouped_session)
+    r = BehaviorEvent.objects.get(session=regular_session)
+    assert [getattr(g, name) for name in fields] == [getattr(r, name) for name in fields]
+    assert (g.neuron_id, g.anonymous_id) == (grouped_session.neuron_id, grouped_session.anonymous_id)
+    # Clock skew corrected the same way: five seconds before receipt.
+    assert abs((g.received_at - g.timestamp) - timedelta(seconds=5)) < timedelta(milliseconds=1)
+    assert abs((r.received_at - r.timestamp) - timedelta(seconds=5)) < timedelta(milliseconds=1)
+
+    grouped_session.refresh_from_db()
+    regular_session.refresh_from_db()
+    counters = ["event_count", "page_view_count", "interaction_count", "conversion_count"]
+    assert [getattr(grouped_session, name) for name in counters] == [1, 1, 0, 0]
+    assert [getattr(regular_session, name) for name in counters] == [1, 1, 0, 0]
+    assert grouped_session.last_activity_at == g.received_at
+    assert grouped_session.expires_at == grouped_session.last_activity_at + django_settings.SESSION_IDLE_TIMEOUT
+    assert grouped_session.engagement_score == pytest.approx(regular_session.engagement_score, abs=0.05)
+    assert grouped_session.engagement_score > 0
+
+
+def test_a_resent_event_is_a_duplicate_and_still_counts_as_activity():
+    session, token = make_session(last_activity_at=timezone.now() - timedelta(minutes=5))
+    assert post(token, session, {**EVENT, "messageId": "m-1"}).json()["stored"] == 1
+    session.refresh_from_db()
+    first_activity = session.last_activity_at
+    before = counts()
+    response = post(token, session, {**EVENT, "messageId": "m-1"})
+    assert response.json() == {"stored": 0, "duplicates": 1, "anonymous": 0}
+    assert grouped(before) == (1, 1)
+    session.refresh_from_db()
+    assert BehaviorEvent.objects.filter(session=session).count() == 1
+    assert session.event_count == 1
+    assert session.last_activity_at > first_activity
+
+
+def test_personalization_hooks_run_for_grouped_events():
+    """events_stored runs in the group's transaction: the interest vector follows."""
+    from personalization.models import SessionInterest
+
+    session, token = make_session(consent={"analytics": True, "personalization": True})
+    before = counts()
+    shoes = {"eventType": "page_view", "page": {"url": "https://shop.example.com/shoes/trail-42"}, "messageId": "p-1"}
+    assert post(token, session, shoes).status_code == 200
+    assert grouped(before) == (1, 1)
+    assert SessionInterest.objects.filter(session=session, event_count=1).exists()
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["batch", "no analytics consent", "ended within grace", "another session's token", "previous token", "bad input"],
+)
+def test_what_the_group_path_does_not_take_is_answered_by_the_regular_path(case):
+    session, token = make_session()
+    url_session = session
+    body = {**EVENT, "messageId": f"f-{case}"}
+    expected = {"stored": 1, "duplicates": 0, "anonymous": 0}
+    if case == "batch":
+        body = {"events": [body]}
+    elif case == "no analytics consent":
+        session.consent = {"analytics": False}
+        session.save(update_fields=["consent"])
+        expected = {"stored": 0, "duplicates": 0, "anonymous": 1}
+    elif case == "ended within grace":
+        session_end(session=session)
+    elif case == "another session's token":
+        url_session, _ = make_session(neuron=session.neuron)
+    elif case == "previous token":  # rotated a moment ago: the old token is still good for a while
+        session.previous_token_hash = digest(token)
+        session.previous_token_valid_until = timezone.now() + timedelta(minutes=1)
+        session.token_hash = digest(uuid.uuid4().hex * 2)
+        session.save(update_fields=["previous_token_hash", "previous_token_valid_until", "token_hash"])
+    elif case == "bad input":
+        body = {**body, "eventData": "not an object"}
+
+    before = counts()
+    response = post(token, url_session, body)
+    assert grouped(before)[1] == 0
+    if case == "another session's token":
+        assert_problem(response, 404)
+        assert not BehaviorEvent.objects.exists()
+    elif case == "bad input":
+        assert_problem(response, 400)
+        assert not BehaviorEvent.objects.exists()
+    else:
+        assert response.status_code == 200, response.content
+        assert response.json() == expected
+        stored = BehaviorEvent.objects.filter(session=session).count()
+        assert stored == expected["stored"]
+        if case == "no analytics consent":
+            assert AnonymousTrafficCount.objects.get().events == 1
+
+
+def test_a_failed_group_stores_nothing_and_its_requests_take_the_regular_path(monkeypatch):
+    session, token = make_session()
+
+    def broken(*args, **kwargs):
+        raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+
+    monkeypatch.setattr(ingest_group, "_update", broken)
+    before = counts()
+    response = post(token, session, {**EVENT, "messageId": "x-1"})
+    assert response.status_code == 200, response.content
+    assert response.json() == {"stored": 1, "duplicates": 0, "anonymous": 0}
+    assert grouped(before) == (1, 0)  # the group ran and handed its request back
+    assert BehaviorEvent.objects.filter(session=session).count() == 1
+    session.refresh_from_db()
+    assert session.event_count == 1
+
+
+def test_a_group_costs_three_queries_whatever_its_size(django_assert_num_queries):
+    """The locking read, the INSERT and the UPDATE, for any number of events and sessions
+    (without personalization consent: with it, the interest vectors add theirs per session)."""
+    sessions = [make_session(consent={"analytics": True}) for _ in range(3)]
+    now = timezone.now()
+    group = [
+        ingest_group.Pending(
+            token_hash=digest(token),
+            session_id=session.public_id,
+            event=EventIn(event_type="click", message_id=f"q-{i}"),
+            time=now,
+            received_at=now,
+        )
+        for i, (session, token) in enumerate(sessions * 3)
+    ]
+    with django_assert_num_queries(3):
+        ingest_group._write(group)
+    assert all(p.result is not None and p.result.stored == 1 for p in group)
+    assert BehaviorEvent.objects.count() == 9
+    assert sorted(UserSession.objects.values_list("event_count", flat=True)) == [3, 3, 3]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_arriving_during_a_write_are_committed_together_each_after_its_commit():
+    """One request writes while others queue; the queue is then written as one group.
+
+    Holding one session's row lock from another connection stalls the first write, so the
+    other requests are sure to queue behind it. The group mixes sessions, a second event
+    for one session, a message id already stored (a duplicate) and a message id repeated
+    inside the group (left to the regular path, after the group's commit).
+    """
+    neuron = NeuronFactory()
+    sessions = [make_session(neuron=neuron) for _ in range(4)]
+    (blocked, blocked_token), (a, a_token), (b, b_token), (c, c_token) = sessions
+    assert post(c_token, c, {**EVENT, "messageId": "known"}).json()["stored"] == 1
+
+    results: dict[str, object] = {}
+
+    def send(name, token, session, message_id):
+        try:
+            response = post(token, session, {**EVENT, "eventType": "click", "messageId": message_id})
+            results[name] = (response.status_code, response.json())
+        finally:
+            connection.close()
+
+    dsn = connection.settings_dict
+    holder = psycopg.connect(
+        host=dsn["HOST"] or None, port=dsn["PORT"] or None, dbname=dsn["NAME"], user=dsn["USER"], autocommit=False
+    )
+    before = counts()
+    try:
+        holder.execute("SELECT id FROM user_sessions WHERE id = %s FOR UPDATE", [blocked.pk])
+        first = threading.Thread(target=send, args=("first", blocked_token, blocked, "blocked-1"))
+        first.start()
+        _wait_for(lambda: GROUP._writing)
+        queued = [
+            ("a1", a_token, a, "a-1"),
+            ("a2", a_token, a, "a-2"),
+            ("b1", b_token, b, "b-1"),
+            ("dup", c_token, c, "known"),
+            ("rep1", b_token, b, "same"),
+            ("rep2", a_token, a, "same"),
+        ]
+        threads = [threading.Thread(target=send, args=args) for args in queued]
+        for thread in threads:
+            thread.start()
+        _wait_for(lambda: len(GROUP._queue) == len(queued))
+        assert "first" not in results and not any(name in results for name, *_ in queued)
+    finally:
+        holder.rollback()
+        holder.close()
+    first.join(10)
+    for thread in threads:
+        thread.join(10)
+
+    groups, events = grouped(before)
+    assert groups == 2  # the stalled write, then every queued request in one group
+    assert events == 1 + len(queued) - 1  # all but the repeated message id's second request
+    assert results["first"] == results["a1"] == results["a2"] == results["b1"] == (200, _stored(1))
+    assert results["dup"] == (200, {"stored": 0, "duplicates": 1, "anonymous": 0})
+    assert sorted([results["rep1"], results["rep2"]], key=str) == sorted(
+        [(200, _stored(1)), (200, {"stored": 0, "duplicates": 1, "anonymous": 0})], key=str
+    )
+    stored = dict(UserSession.objects.filter(pk__in=[s.pk for s, _ in sessions]).values_list("pk", "event_count"))
+    rows = {s.pk: BehaviorEvent.objects.filter(session=s).count() for s, _ in sessions}
+    assert stored == rows
+    assert rows[blocked.pk] == 1 and rows[c.pk] == 1
+    assert rows[a.pk] + rows[b.pk] == 4  # a-1, a-2, b-1 and "same" once
+    assert BehaviorEvent.objects.filter(neuron=neuron, message_id="same").count() == 1
+
+
+def _stored(n: int) -> dict:
+    return {"stored": n, "duplicates": 0, "anonymous": 0}
+
+
+def _wait_for(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
