@@ -52,6 +52,7 @@ from sessions_app.ingestion import (
     server_cursor,
     session_end_time,
 )
+from sessions_app.live import live_record_many
 from sessions_app.models import UserSession
 
 logger = logging.getLogger(__name__)
@@ -198,8 +199,9 @@ def _write(group: list[Pending]) -> None:
             setattr(session, name, value)
         updates.append((session_id, values))
     _update(updates)
-    for session_id, events in stored.items():
-        events_stored(session=by_id[session_id], events=events)
+    records = [events_stored(session=by_id[pk], events=events, publish=False) for pk, events in stored.items()]
+    if records:
+        transaction.on_commit(lambda: live_record_many(records))
     for pending in members:
         pending.result = IngestResult(stored=int(pending.stored), duplicates=int(not pending.stored), anonymous=0)
 

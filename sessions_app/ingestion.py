@@ -26,7 +26,7 @@ from personalization.services import interest_update_from_events
 from privacy.consent import has_consent
 from sessions_app.engagement import engagement_score
 from sessions_app.event_input import CONVERSION_TYPES, PAGE_VIEW_TYPES, EventIn
-from sessions_app.live import anonymous_first_seen, live_record_events
+from sessions_app.live import LiveRecord, anonymous_first_seen, live_record_events, live_record_many
 from sessions_app.models import AnonymousTrafficCount, BehaviorEvent, UserSession
 from sessions_app.services import session_expiry
 
@@ -360,21 +360,27 @@ def _insert_and_count(rows: list[tuple], *, session: UserSession, alive: bool, n
     return stored
 
 
-def events_stored(*, session: UserSession, events: list[StoredEvent]) -> None:
+def events_stored(*, session: UserSession, events: list[StoredEvent], publish: bool = True) -> LiveRecord | None:
     """Everything that follows newly stored events, inside the ingest transaction.
 
     The single place for consumers of new events (interest vectors, segments): a hook
     called here commits or rolls back with the events. Duplicates never reach it.
-    Live counters are published only after commit, so they never count a rolled-back event.
+    Live counters are published only after commit, so they never count a rolled-back event;
+    with `publish=False` the caller publishes the returned record after its commit (the
+    group commit publishes its sessions' records together).
     """
     if not events:
-        return
+        return None
     # Interest vectors in the same transaction: the visitor's next request already sees them.
     interest_update_from_events(session=session, events=events)
-    neuron_id = session.neuron_id
-    session_key = str(session.public_id)
-    types = Counter(e.event_type for e in events)
-    transaction.on_commit(lambda: live_record_events(neuron_id=neuron_id, event_types=types, session_key=session_key))
+    record = LiveRecord(
+        neuron_id=session.neuron_id,
+        event_types=Counter(e.event_type for e in events),
+        session_key=str(session.public_id),
+    )
+    if publish:
+        transaction.on_commit(lambda: live_record_many([record]))
+    return record
 
 
 def _anonymous_fresh(*, neuron_id: int, events: list[EventIn]) -> list[EventIn]:

@@ -20,7 +20,8 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,6 +98,17 @@ def _fields(event_types: Mapping[str, int], anonymous: int) -> dict[str, int]:
     return fields
 
 
+@dataclass(frozen=True, slots=True)
+class LiveRecord:
+    """Events to add to the live counters: stored ones counted by type, anonymously counted
+    ones, and the session they came from (None without analytics consent)."""
+
+    neuron_id: int
+    event_types: Mapping[str, int]
+    session_key: str | None = None
+    anonymous: int = 0
+
+
 def live_record_events(
     *,
     neuron_id: int,
@@ -108,30 +120,46 @@ def live_record_events(
     """Add stored events (counted by type) and anonymously counted ones to this minute's
     counters of the neuron and of all neurons. `session_key` feeds the active-session
     estimate; pass None for visitors without analytics consent. Never raises."""
-    try:
-        fields = _fields(event_types, anonymous)
-    except Exception:  # a caller's bug must not fail ingestion either, nor pass for an outage
-        logger.exception("live counters: bad increments ignored")
-        return
-    if not fields or not _available():
+    live_record_many([LiveRecord(neuron_id, event_types, session_key, anonymous)], at=at)
+
+
+def live_record_many(records: Iterable[LiveRecord], *, at: datetime | None = None) -> None:
+    """live_record_events for several records at once: their increments are summed per
+    neuron, so any number of records is one pipelined round trip. Never raises; a record
+    with bad increments is left out."""
+    merged: dict[str | int, tuple[dict[str, int], set[str]]] = {}
+    for record in records:
+        try:
+            fields = _fields(record.event_types, record.anonymous)
+        except Exception:  # a caller's bug must not fail ingestion either, nor pass for an outage
+            logger.exception("live counters: bad increments ignored")
+            continue
+        if not fields:
+            continue
+        for scope in (record.neuron_id, ALL):
+            totals, session_keys = merged.setdefault(scope, ({}, set()))
+            for name, value in fields.items():
+                totals[name] = totals.get(name, 0) + value
+            if record.session_key:
+                session_keys.add(record.session_key)
+    if not merged or not _available():
         return
     try:
         minute = _minute(at or timezone.now())
         ttl = settings.LIVE_COUNTER_TTL_SECONDS
-        scopes: tuple[str | int, ...] = (neuron_id, ALL)
         if settings.REDIS_URL:
             pipe = _redis().pipeline(transaction=False)
-            for scope in scopes:
+            for scope, (totals, session_keys) in merged.items():
                 counters, sessions = _keys(scope, minute)
-                for name, value in fields.items():
+                for name, value in totals.items():
                     pipe.hincrby(counters, name, value)
                 pipe.expire(counters, ttl)
-                if session_key:
-                    pipe.pfadd(sessions, session_key)
+                if session_keys:
+                    pipe.pfadd(sessions, *session_keys)
                     pipe.expire(sessions, ttl)
             pipe.execute()
         else:
-            _local_record(scopes, minute, fields, session_key, ttl)
+            _local_record(merged, minute, ttl)
     except Exception as exc:  # best-effort by contract: the events are already committed
         _mark_down(exc)
 
@@ -139,19 +167,17 @@ def live_record_events(
 _local_lock = threading.Lock()
 
 
-def _local_record(
-    scopes: tuple[str | int, ...], minute: int, fields: dict[str, int], session_key: str | None, ttl: int
-) -> None:
+def _local_record(merged: dict[str | int, tuple[dict[str, int], set[str]]], minute: int, ttl: int) -> None:
     with _local_lock:
-        for scope in scopes:
+        for scope, (totals, session_keys) in merged.items():
             counters, sessions = _keys(scope, minute)
             current = cache.get(counters) or {}
-            for name, value in fields.items():
+            for name, value in totals.items():
                 current[name] = current.get(name, 0) + value
             cache.set(counters, current, ttl)
-            if session_key:
+            if session_keys:
                 members = cache.get(sessions) or set()
-                members.add(session_key)
+                members.update(session_keys)
                 cache.set(sessions, members, ttl)
 
 

@@ -23,6 +23,7 @@ from django.utils import timezone
 from sessions_app import ingest_group
 from sessions_app.event_input import EventIn
 from sessions_app.ingest_group import GROUP
+from sessions_app.live import live_reset_backoff, live_snapshot
 from sessions_app.models import AnonymousTrafficCount, BehaviorEvent, UserSession
 from sessions_app.services import session_end
 from tests.federation.factories import NeuronFactory
@@ -226,6 +227,7 @@ def test_requests_arriving_during_a_write_are_committed_together_each_after_its_
     for one session, a message id already stored (a duplicate) and a message id repeated
     inside the group (left to the regular path, after the group's commit).
     """
+    live_reset_backoff()
     neuron = NeuronFactory()
     sessions = [make_session(neuron=neuron) for _ in range(4)]
     (blocked, blocked_token), (a, a_token), (b, b_token), (c, c_token) = sessions
@@ -284,6 +286,8 @@ def test_requests_arriving_during_a_write_are_committed_together_each_after_its_
     assert rows[blocked.pk] == 1 and rows[c.pk] == 1
     assert rows[a.pk] + rows[b.pk] == 4  # a-1, a-2, b-1 and "same" once
     assert BehaviorEvent.objects.filter(neuron=neuron, message_id="same").count() == 1
+    # Each group published its sessions' live counters once, after its commit.
+    assert live_snapshot(neuron_id=neuron.pk)["events"] == sum(rows.values())
 
 
 def _stored(n: int) -> dict:

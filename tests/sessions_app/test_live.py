@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from sessions_app import live
-from sessions_app.live import live_record_events, live_reset_backoff, live_snapshot
+from sessions_app.live import LiveRecord, live_record_events, live_record_many, live_reset_backoff, live_snapshot
 from sessions_app.models import BehaviorEvent
 from tests.sessions_app.factories import UserSessionFactory
 from tests.sessions_app.test_events_apis import bearer, events_url, page_view
@@ -47,6 +47,38 @@ def test_recorded_events_show_in_the_snapshot_of_their_neuron_and_of_all():
 
     everything = live_snapshot()
     assert (everything["events"], everything["anonymous"], everything["activeSessions"]) == (11, 5, 3)
+
+
+def test_records_published_together_add_up_in_one_round_trip(monkeypatch):
+    """A group commit's records go in one pipeline (or one update of the local cache), with
+    the totals of one call each; a record with bad increments is left out, not the others."""
+    published = []
+    real_redis, real_local = live._redis, live._local_record
+
+    def redis_spy():
+        published.append("redis")
+        return real_redis()
+
+    def local_spy(*args):
+        published.append("local")
+        return real_local(*args)
+
+    monkeypatch.setattr(live, "_redis", redis_spy)
+    monkeypatch.setattr(live, "_local_record", local_spy)
+    live_record_many(
+        [
+            LiveRecord(neuron_id=1, event_types={"page_view": 2}, session_key="s1"),
+            LiveRecord(neuron_id=1, event_types={"click": "many"}, session_key="s9"),  # type: ignore[dict-item]
+            LiveRecord(neuron_id=1, event_types={"conversion": 1}, session_key="s2"),
+            LiveRecord(neuron_id=1, event_types={"page_view": 1}, session_key="s1"),
+            LiveRecord(neuron_id=2, event_types={}, anonymous=3),
+        ]
+    )
+    assert len(published) == 1
+    one = live_snapshot(neuron_id=1)
+    assert (one["events"], one["pageViews"], one["conversions"], one["activeSessions"]) == (4, 3, 1, 2)
+    everything = live_snapshot()
+    assert (everything["events"], everything["anonymous"], everything["activeSessions"]) == (4, 3, 2)
 
 
 def test_snapshot_of_a_quiet_neuron_is_all_zeros():
