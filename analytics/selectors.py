@@ -25,7 +25,21 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, BooleanField, Count, Exists, F, Func, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    Count,
+    Exists,
+    F,
+    Func,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDate, TruncDay, TruncHour, TruncWeek
 from django.utils import timezone
 
@@ -46,6 +60,7 @@ from analytics.aggregation import (
     session_aggregate_many,
     session_queryset,
 )
+from analytics.day_cache import DAY_CACHE, DayPayload
 from analytics.models import (
     ALL,
     Action,
@@ -956,15 +971,48 @@ def _closed_sequences(scope: Scope, closed_through: datetime | None, actions: Se
             days = days.filter(neuron_id__in=scope.neuron_ids)
         # Sessions of the days without a usable row: those since the watermark, and stale days.
         per_session = Q(started_at__gte=days_through)
-        for neuron_id, day, stale, headers, events, labels in _binary_values(
-            days, "neuron_id", "day", "stale", "headers", "events", "labels"
-        ):
+        for neuron_id, day, stale, headers, events, labels in _day_rows(days):
             if stale:
                 per_session |= Q(neuron_id=neuron_id, started_at__gte=day, started_at__lt=day + DAY)
             else:
                 parts.append(_day_sequences(headers, events, labels, scope.filters))
     parts.append(_session_sequences(scope, per_session, actions))
     return _Closed.concat(parts)
+
+
+# A row version on PostgreSQL: the writing transaction and the place in the table (analytics.day_cache).
+_ROW_VERSION = RawSQL("xmin::text || ctid::text", (), output_field=CharField())
+
+
+def _day_rows(days) -> Iterator[tuple]:
+    """(neuron_id, day, stale, headers, events, labels) of these SequenceDay rows. On PostgreSQL
+    the payloads come from this process's DAY_CACHE where it holds the row's current version;
+    only the others are fetched. A row gone between the two reads counts as stale (its day is
+    then read from its sessions' sequences)."""
+    if connection.vendor != "postgresql" or DAY_CACHE.limit() <= 0:
+        yield from _binary_values(days, "neuron_id", "day", "stale", "headers", "events", "labels")
+        return
+    listing = _binary_values(days.annotate(version=_ROW_VERSION), "pk", "version", "neuron_id", "day", "stale")
+    payloads: dict[int, DayPayload] = {}
+    for pk, version, _, _, stale in listing:
+        if not stale and (payload := DAY_CACHE.get(pk, version)) is not None:
+            payloads[pk] = payload
+    missing = [pk for pk, _, _, _, stale in listing if not stale and pk not in payloads]
+    if missing:
+        fetched = SequenceDay.objects.filter(pk__in=missing, stale=False).annotate(version=_ROW_VERSION)
+        for pk, version, headers, events, labels in _binary_values(
+            fetched, "pk", "version", "headers", "events", "labels"
+        ):
+            labels = json.loads(labels) if isinstance(labels, str) else labels
+            payload = DayPayload(bytes(headers), bytes(events), labels)
+            DAY_CACHE.put(pk, version, payload)
+            payloads[pk] = payload
+    for pk, _, neuron_id, day, stale in listing:
+        payload = payloads.get(pk)
+        if stale or payload is None:
+            yield neuron_id, day, True, b"", b"", {}
+        else:
+            yield neuron_id, day, False, payload.headers, payload.events, payload.labels
 
 
 def _day_sequences(headers: bytes, events: bytes, labels: Any, filters: Filters) -> _Closed:

@@ -512,6 +512,9 @@ ANALYTICS_RECONCILE_EVERY_SECONDS = env_int("ANALYTICS_RECONCILE_EVERY_SECONDS",
 # Closed hours this far back are recounted and rebuilt when their raw rows changed.
 ANALYTICS_ROLLUP_RECHECK_DAYS = env_int("ANALYTICS_ROLLUP_RECHECK_DAYS", 7)
 ANALYTICS_MAX_RANGE_DAYS = env_int("ANALYTICS_MAX_RANGE_DAYS", 400)
+# Per process: closed days' packed sequences kept in memory while their row is unchanged
+# (analytics.day_cache); about 22 MB holds 30 days of 100k sessions. 0 turns it off.
+ANALYTICS_SEQUENCE_DAY_CACHE_BYTES = env_int("ANALYTICS_SEQUENCE_DAY_CACHE_BYTES", 64 * 1024 * 1024)
 
 
 # ---------------------------------------------------------------------------

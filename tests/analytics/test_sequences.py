@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from analytics import selectors, services
 from analytics.algorithms import funnel_match, funnel_summarise, journey_graph
+from analytics.day_cache import DAY_CACHE, DayCache, DayPayload
 from analytics.models import Action, RollupWatermark, SequenceDay, SessionSequence, Visitor
 from analytics.sequences import (
     DAY_HEADER_DTYPE,
@@ -401,3 +402,63 @@ def test_erasing_a_session_blanks_its_day_until_the_next_run(short_settle):
     assert not row.stale and victim.pk not in _day_sessions(row)
     assert _day_sessions(row) == _expected_day(victim.neuron_id, day)
     assert reports() == from_stale
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_day_rows_are_fetched_once_per_row_version(short_settle, settings):
+    """The process keeps day rows' payloads while the rows are unchanged (analytics.day_cache):
+    a second report fetches none; a blanked row is read from its sessions' sequences and the
+    rebuilt one fetched again; every report equals the reading without the cache. Committed
+    transactions: a row version is named by its writing transaction."""
+    pop = build_population(start=START, days=3, sessions=90)
+    now = START + timedelta(days=2, hours=6)
+    services.rollup_advance(now=now)
+    scope = selectors.scope_build(start=START.date(), end=(START + timedelta(days=2)).date())
+    steps = selectors.funnel_steps_from_strings(["page:/", "event:click"])
+    in_scope = SequenceDay.objects.filter(first_event_at__lt=scope.end, last_event_at__gte=scope.start).count()
+    assert in_scope >= 2
+
+    def funnel():
+        return selectors.funnel_report(scope=scope, steps=steps, window=timedelta(hours=2))
+
+    def uncached():
+        settings.ANALYTICS_SEQUENCE_DAY_CACHE_BYTES = 0
+        try:
+            return funnel()
+        finally:
+            settings.ANALYTICS_SEQUENCE_DAY_CACHE_BYTES = 64 * 1024 * 1024
+
+    DAY_CACHE.clear()
+    first = funnel()
+    assert (DAY_CACHE.hits, DAY_CACHE.misses) == (0, in_scope)
+    assert funnel() == first == uncached()
+    assert (DAY_CACHE.hits, DAY_CACHE.misses) == (in_scope, in_scope)
+
+    victim = next(s for s in pop.sessions if SessionSequence.objects.filter(session_id=s.pk).exists())
+    day = victim.started_at.replace(hour=0, minute=0, second=0, microsecond=0)
+    UserSession.objects.filter(pk=victim.pk).delete()  # blanks the day's row
+    assert SequenceDay.objects.get(neuron_id=victim.neuron_id, day=day).stale
+    after_delete = funnel()
+    assert after_delete == uncached()
+    assert DAY_CACHE.misses == in_scope  # the stale row is not looked up
+
+    services.rollup_advance(now=now)  # rebuilds the row: a new version
+    assert not SequenceDay.objects.get(neuron_id=victim.neuron_id, day=day).stale
+    hits, misses = DAY_CACHE.hits, DAY_CACHE.misses
+    assert funnel() == after_delete == uncached()
+    assert DAY_CACHE.misses == misses + 1 and DAY_CACHE.hits == hits + in_scope - 1
+
+
+def test_day_cache_keeps_the_recent_rows_within_its_budget(settings):
+    settings.ANALYTICS_SEQUENCE_DAY_CACHE_BYTES = 100
+    cache = DayCache()
+    for pk in range(1, 5):
+        cache.put(pk, "v1", DayPayload(b"h" * 10, b"e" * 20, {}))  # 30 bytes each
+    assert cache.get(1, "v1") is None  # evicted: 4 x 30 > 100
+    assert cache.get(2, "v1") is not None
+    cache.put(5, "v1", DayPayload(b"h" * 10, b"e" * 20, {}))  # evicts 3, the least recently used
+    assert cache.get(3, "v1") is None and cache.get(2, "v1") is not None
+    assert cache.get(2, "v2") is None  # another version of the row is a miss
+    cache.put(6, "v1", DayPayload(b"x" * 101, b"", {}))  # larger than the budget: not kept
+    assert cache.get(6, "v1") is None and cache.get(5, "v1") is not None
