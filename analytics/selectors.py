@@ -1358,9 +1358,68 @@ def retention_report(*, scope: Scope, period: str, periods: int, now: datetime |
     qs = session_queryset(start=scope.start, end=horizon, neuron_ids=scope.neuron_ids, filters=f).filter(
         ~Exists(earlier)
     )
-    # The database reduces the visits to (first period, period, visitors) counts: per visitor the
-    # distinct local days (or weeks) seen, the first of them by a window over the visitor; a few
-    # hundred rows come back instead of one per session.
+    if connection.vendor == "postgresql" and n_cohorts + periods + 2 <= RETENTION_BIT_PERIODS:
+        counted = _retention_counts_bits(qs, scope=scope, origin=origin, period=period)
+    else:
+        counted = _retention_counts_window(qs, scope=scope, origin=origin, period=period)
+    table = [[0] * (periods + 1) for _ in range(n_cohorts)]
+    for c, seen, n in counted:
+        k = seen - c
+        if 0 <= c < n_cohorts and 0 <= k <= periods:
+            table[c][k] += n
+    cohorts = []
+    for c, row in enumerate(table):
+        start_day = origin + (timedelta(days=c) if period == "day" else timedelta(weeks=c))
+        size = row[0]
+        cohorts.append(
+            {
+                "cohort": start_day.isoformat(),
+                "visitors": size,
+                "returning": [
+                    {"period": k, "visitors": row[k], "share": _ratio(row[k], size)} for k in range(1, periods + 1)
+                ],
+            }
+        )
+    return {"period": scope.describe(), "cohortPeriod": period, "periods": periods, "cohorts": cohorts}
+
+
+# Retention on PostgreSQL marks each visitor's periods as bits of one bigint when the cohorts and
+# later periods fit in it; longer spans are counted by the window query.
+RETENTION_BIT_PERIODS = 62
+
+
+def _retention_counts_bits(qs, *, scope: Scope, origin: date, period: str) -> list[tuple[int, int, int]]:
+    """(first period, period, visitors) for the visits in `qs`, period indexes from `origin`.
+
+    One hash aggregate per visitor (their first period, and the set of their periods as bits),
+    then one per distinct (first period, set): a few thousand rows. The window query sorts
+    every visitor-period by visitor instead, which costs several times more at 100k sessions."""
+    visits = qs.annotate(visit_day=TruncDate("started_at", tzinfo=scope.tz)).values(
+        "neuron_id", "anonymous_id", "visit_day"
+    )
+    visits_sql, params = visits.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT g.first_period, g.periods, COUNT(*) FROM (SELECT MIN(v.i) AS first_period,"
+            " BIT_OR(1::int8 << v.i) AS periods FROM (SELECT s.neuron_id, s.anonymous_id,"
+            f" (s.visit_day - %s::date) / %s AS i FROM ({visits_sql}) s) v"
+            " GROUP BY v.neuron_id, v.anonymous_id) g GROUP BY g.first_period, g.periods",
+            [origin, 1 if period == "day" else 7, *params],
+        )
+        rows = cursor.fetchall()
+    counted = []
+    for first, bits, n in rows:
+        while bits:
+            low = bits & -bits
+            counted.append((first, low.bit_length() - 1, n))
+            bits ^= low
+    return counted
+
+
+def _retention_counts_window(qs, *, scope: Scope, origin: date, period: str) -> list[tuple[int, int, int]]:
+    """(first period, period, visitors) by a window over the distinct visitor-periods: per visitor
+    the distinct local days (or weeks) seen, the first of them by a window over the visitor; a few
+    hundred rows come back instead of one per session."""
     trunc = TruncDate("started_at", tzinfo=scope.tz) if period == "day" else TruncWeek("started_at", tzinfo=scope.tz)
     visits_sql, params = (
         qs.annotate(visit_period=trunc).values("neuron_id", "anonymous_id", "visit_period").distinct().query
@@ -1383,26 +1442,7 @@ def retention_report(*, scope: Scope, period: str, periods: int, now: datetime |
             day = day.date()
         return (day - origin).days // (1 if period == "day" else 7)
 
-    table = [[0] * (periods + 1) for _ in range(n_cohorts)]
-    for first, seen, n in counted:
-        c = index(first)
-        k = index(seen) - c
-        if 0 <= c < n_cohorts and 0 <= k <= periods:
-            table[c][k] += n
-    cohorts = []
-    for c, row in enumerate(table):
-        start_day = origin + (timedelta(days=c) if period == "day" else timedelta(weeks=c))
-        size = row[0]
-        cohorts.append(
-            {
-                "cohort": start_day.isoformat(),
-                "visitors": size,
-                "returning": [
-                    {"period": k, "visitors": row[k], "share": _ratio(row[k], size)} for k in range(1, periods + 1)
-                ],
-            }
-        )
-    return {"period": scope.describe(), "cohortPeriod": period, "periods": periods, "cohorts": cohorts}
+    return [(index(first), index(seen), n) for first, seen, n in counted]
 
 
 def funnel_steps_from_strings(raw_steps: Sequence[str]) -> list[FunnelStep]:
