@@ -930,13 +930,6 @@ class _Closed:
         none = np.zeros(0, dtype=np.int64)
         return cls(none, none, none, unpack(b""))
 
-    @classmethod
-    def concat(cls, parts: Sequence[_Closed]) -> _Closed:
-        if len(parts) == 1:
-            return parts[0]
-        names = ("sessions", "visitors", "counts", "events")
-        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in names))
-
 
 # A sequence's header as _closed_sequences reads it from PostgreSQL (big-endian, as int8send/int4send write).
 _SEQUENCE_HEADER = np.dtype([("session", ">i8"), ("visitor", ">i8"), ("count", ">i4")])
@@ -948,8 +941,11 @@ SEQUENCE_CHUNK_BITS = 12
 MAX_ACTION_FILTER = 64
 
 
-def _closed_sequences(scope: Scope, closed_through: datetime | None, actions: Sequence[int] | None = None) -> _Closed:
-    """Packed sequences of the sessions with an event in the range: whole closed days from their
+def _closed_sequences(
+    scope: Scope, closed_through: datetime | None, actions: Sequence[int] | None = None
+) -> list[_Closed]:
+    """Packed sequences of the sessions with an event in the range, in parts (each day's, then the
+    others'; every session in one part, the parts not copied into one array): whole closed days from their
     SequenceDay rows, the other sessions (recent or stale days) from their own sequences (given
     `actions`, only those holding at least one of them).
 
@@ -957,7 +953,7 @@ def _closed_sequences(scope: Scope, closed_through: datetime | None, actions: Se
     they are fetched per session. A session without an anonymous id is its own visitor
     (key: minus its id)."""
     if closed_through is None:
-        return _Closed.empty()
+        return []
     parts: list[_Closed] = []
     days_through = (
         RollupWatermark.objects.filter(granularity=Granularity.SEQUENCE_DAYS)
@@ -977,7 +973,7 @@ def _closed_sequences(scope: Scope, closed_through: datetime | None, actions: Se
             else:
                 parts.append(_day_sequences(headers, events, labels, scope.filters))
     parts.append(_session_sequences(scope, per_session, actions))
-    return _Closed.concat(parts)
+    return [part for part in parts if len(part.events)]
 
 
 # A row version on PostgreSQL: the writing transaction and the place in the table (analytics.day_cache).
@@ -1121,6 +1117,15 @@ def _closed_stream(closed: _Closed, scope: Scope, *, by: str, codes: np.ndarray)
     return Stream(group, t, closed.events["id"][at].astype(np.int64), codes[at])
 
 
+def _closed_streams(
+    parts: list[_Closed], scope: Scope, *, by: str, ids: np.ndarray, values: np.ndarray
+) -> list[Stream]:
+    """_closed_stream of each part, with each event's code values[i] where its action is ids[i]."""
+    return [
+        _closed_stream(part, scope, by=by, codes=_action_codes(part.events["action"], ids, values)) for part in parts
+    ]
+
+
 # Action ids below this are mapped to codes through a table indexed by id (one lookup per
 # event); beyond it, by binary search among the wanted ids.
 MAX_ACTION_TABLE = 1 << 20
@@ -1253,12 +1258,10 @@ def funnel_report(*, scope: Scope, steps: Sequence[FunnelStep], window: timedelt
         actions = Action.objects.filter(any_step).values_list("pk", "event_type", "event_name", "page_path")
         masks = {pk: mask(t, n, p) for pk, t, n, p in actions}
         # A session holding no step contributes nothing (the visitor's other sessions are read on their own).
-        closed = _closed_sequences(scope, closed_through, actions=sorted(masks))
-        if len(closed.events):
-            ids = np.fromiter(masks, dtype=np.int64, count=len(masks))
-            values = np.fromiter(masks.values(), dtype=np.int64, count=len(masks))
-            codes = _action_codes(closed.events["action"], ids, values)
-            streams.append(_closed_stream(closed, scope, by="visitor", codes=codes))
+        parts = _closed_sequences(scope, closed_through, actions=sorted(masks))
+        ids = np.fromiter(masks, dtype=np.int64, count=len(masks))
+        values = np.fromiter(masks.values(), dtype=np.int64, count=len(masks))
+        streams += _closed_streams(parts, scope, by="visitor", ids=ids, values=values)
         rows = _open_rows(scope, closed_through, any_step, by="visitor")
         if rows:
             streams.append(_rows_stream(rows, lambda r: mask(r[3], r[4], r[5])))
@@ -1303,14 +1306,13 @@ def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top:
         closed_through = _sequence_watermark()
         pairs = list(Action.objects.filter(event_type__in=PAGE_VIEW_TYPES).values_list("pk", "page_path"))
         # Only the sessions that viewed the page have a trail.
-        closed = _closed_sequences(scope, closed_through, actions=sorted(pk for pk, path in pairs if path == page))
-        if len(closed.events):
+        parts = _closed_sequences(scope, closed_through, actions=sorted(pk for pk, path in pairs if path == page))
+        if parts:
             ids = np.array([pk for pk, _ in pairs], dtype=np.int64)
             values = np.array([path_index(p) + 1 for _, p in pairs], dtype=np.int64)  # 0 drops
-            codes = _action_codes(closed.events["action"], ids, values)
-            stream = _closed_stream(closed, scope, by="session", codes=codes)
-            stream.code = stream.code - 1
-            streams.append(stream)
+            for stream in _closed_streams(parts, scope, by="session", ids=ids, values=values):
+                stream.code = stream.code - 1
+                streams.append(stream)
         views = Q(event_type__in=PAGE_VIEW_TYPES)
         if closed_through is None:
             # Every session is open: only those that viewed the page. (With sequences, the open
