@@ -744,15 +744,16 @@ ENGAGEMENT_FORMULA = {
 
 
 def engagement_report(*, scope: Scope) -> dict[str, Any]:
-    counts = read_counts(scope, ["engagement", "total"], metrics=["sessions", "engagement_sum"])
-    bins = counts["engagement"][0]
-    total = counts["total"][0].get("", _zero("total"))
-    sessions = total["sessions"]
+    # Every consented session falls in exactly one bin: the totals are the bins' sums (one read
+    # of the rollups instead of two).
+    bins = read_counts(scope, ["engagement"], metrics=["sessions", "engagement_sum"])["engagement"][0]
+    sessions = sum(cell["sessions"] for cell in bins.values())
+    engagement_sum = sum(cell["engagement_sum"] for cell in bins.values())
     return {
         "period": scope.describe(),
         "formula": ENGAGEMENT_FORMULA,
         "sessions": int(sessions),
-        "average": round(total["engagement_sum"] / sessions, 3) if sessions else 0.0,
+        "average": round(engagement_sum / sessions, 3) if sessions else 0.0,
         "bins": [
             {
                 "from": edge,

@@ -201,6 +201,7 @@ def test_breakdowns_match_brute_force(population, split):
     engagement = selectors.engagement_report(scope=scope)
     assert {b["from"]: b["sessions"] for b in engagement["bins"] if b["sessions"]} == dict(rc.engagement_bins())
     assert engagement["average"] == pytest.approx(rc.metrics()["avgEngagement"], abs=1e-3)
+    assert engagement["sessions"] == rc.metrics()["sessions"]
 
 
 def test_segments_match_brute_force(population):
