@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import OperationalError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -38,30 +37,33 @@ def test_expire_task_ends_stale_sessions():
 def test_expire_task_runs_on_a_real_worker_through_the_broker():
     """The task goes through the broker (Redis in CI, in-memory otherwise) to a worker started here."""
     from celery.contrib.testing.worker import start_worker
+    from celery.signals import task_postrun
 
     from config.celery import app
 
     stale = _stale_session()
+    # No result backend: the worker's own signal says when the task has run. The test reads
+    # the database only then: on SQLite's shared-cache test database a read here while the
+    # worker writes makes the worker's write fail at once ("database table is locked").
+    ran = threading.Event()
+    states: list[str] = []
+
+    def finished(*args, state=None, **kwargs):
+        states.append(state)
+        ran.set()
+
+    task_postrun.connect(finished, sender=expire_idle_sessions, weak=False)
     app.conf.task_always_eager = False
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
             result = expire_idle_sessions.apply_async()
-            # No result backend: wait for the effect in the database instead.
-            deadline = timezone.now() + timedelta(seconds=20)
-            while timezone.now() < deadline:
-                try:
-                    stale.refresh_from_db()
-                except OperationalError:
-                    # SQLite's shared-cache test database refuses a read while the
-                    # worker thread holds the table lock instead of waiting: poll again.
-                    time.sleep(0.05)
-                    continue
-                if stale.ended_at is not None:
-                    break
-                time.sleep(0.05)
+            assert ran.wait(20), "the worker did not run the task"
     finally:
         app.conf.task_always_eager = True
+        task_postrun.disconnect(finished, sender=expire_idle_sessions)
     assert result.id
+    assert states == ["SUCCESS"]
+    stale.refresh_from_db()
     assert stale.ended_at is not None and stale.end_reason == "timeout"
 
 
