@@ -47,6 +47,7 @@ from sessions_app.ingestion import (
     _corrected_times,
     _rows,
     _session_counters,
+    _stored_event,
     events_json,
     events_stored,
     server_cursor,
@@ -107,6 +108,7 @@ class Pending:
     done: bool = False
     result: IngestResult | None = None  # None once done: the request takes the regular path
     session_pk: int = 0  # set once accepted into the group's write
+    row: tuple = ()  # its events row (ingestion.EVENT_COLUMNS), once accepted
     stored: bool = False
 
 
@@ -182,12 +184,14 @@ def _write(group: list[Pending]) -> None:
         return
 
     members = [pending for pendings in accepted.values() for pending in pendings]
-    inserted = _insert(members, by_id)
+    for p in members:
+        (p.row,) = _rows(session=by_id[p.session_pk], events=[p.event], times=[p.time], received_at=p.received_at)
+    inserted = _insert([pending.row for pending in members])
     stored: dict[int, list[StoredEvent]] = defaultdict(list)
     for pending in members:
         pending.stored = (pending.session_pk, pending.event.message_id) in inserted
         if pending.stored:
-            stored[pending.session_pk].append(_stored(pending))
+            stored[pending.session_pk].append(_stored_event(pending.row))
 
     updates: list[tuple[int, dict[str, object]]] = []
     for session_id, pendings in accepted.items():
@@ -206,18 +210,6 @@ def _write(group: list[Pending]) -> None:
         pending.result = IngestResult(stored=int(pending.stored), duplicates=int(not pending.stored), anonymous=0)
 
 
-def _stored(pending: Pending) -> StoredEvent:
-    event = pending.event
-    return StoredEvent(
-        event_type=event.event_type,
-        event_name=event.event_name,
-        properties=event.properties,
-        page_path=event.page_path,
-        timestamp=pending.time,
-        message_id=event.message_id,
-    )
-
-
 def _sessions_lock(token_hashes: list[str]) -> dict[str, UserSession]:
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_SQL, [token_hashes])
@@ -233,10 +225,7 @@ def _sessions_lock(token_hashes: list[str]) -> dict[str, UserSession]:
     return sessions
 
 
-def _insert(members: list[Pending], sessions: dict[int, UserSession]) -> set[tuple[int, str]]:
-    rows = []
-    for p in members:
-        rows += _rows(session=sessions[p.session_pk], events=[p.event], times=[p.time], received_at=p.received_at)
+def _insert(rows: list[tuple]) -> set[tuple[int, str]]:
     with server_cursor() as cursor:
         cursor.execute(EVENTS_INSERT_SQL, [events_json(rows)])
         return set(cursor.fetchall())
