@@ -1108,7 +1108,7 @@ def _closed_stream(closed: _Closed, scope: Scope, *, by: str, codes: np.ndarray)
     """The closed sessions' events in the range as a stream grouped by visitor or session.
 
     `codes` maps the positions of `closed.events` to codes; 0 drops the event."""
-    at = np.flatnonzero(codes)  # the events that count, then those in the range
+    at = np.flatnonzero(codes != 0)  # the events that count, then those in the range
     t = closed.events["t"][at].astype(np.int64)
     inside = (t >= epoch_us(scope.start)) & (t < epoch_us(scope.end))
     at, t = at[inside], t[inside]

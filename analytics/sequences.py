@@ -86,13 +86,22 @@ class Stream:
         which is already (time, id) order unless the group's sessions overlap in time;
         only the groups where the order breaks are sorted again on all three keys."""
         order = np.argsort(self.group, kind="stable")
-        g, t, i = self.group[order], self.t[order], self.event_id[order]
-        same = g[1:] == g[:-1]
-        broken = same & ((t[1:] < t[:-1]) | ((t[1:] == t[:-1]) & (i[1:] < i[:-1])))
-        if broken.any():
-            at = np.flatnonzero(np.isin(g, np.unique(g[1:][broken])))
-            order[at] = order[at][np.lexsort((i[at], t[at], g[at]))]
-        return self.select(order)
+        g, t = self.group[order], self.t[order]
+        # Neighbours of one group whose times do not increase; those with equal times are out of
+        # order only when their ids are.
+        at = np.flatnonzero((g[1:] == g[:-1]) & (t[1:] <= t[:-1]))
+        if len(at):
+            ids = self.event_id
+            at = at[(t[at + 1] < t[at]) | (ids[order[at + 1]] < ids[order[at]])]
+        if len(at):
+            # The positions of those groups (each contiguous in g).
+            bad = np.unique(g[at])
+            lo, hi = np.searchsorted(g, bad, "left"), np.searchsorted(g, bad, "right")
+            sizes = hi - lo
+            fix = np.arange(sizes.sum()) + np.repeat(lo - (np.cumsum(sizes) - sizes), sizes)
+            order[fix] = order[fix][np.lexsort((self.event_id[order[fix]], t[fix], g[fix]))]
+            t[fix] = self.t[order[fix]]
+        return Stream(g, t, self.event_id[order], self.code[order])
 
     def __len__(self) -> int:
         return len(self.group)
@@ -106,47 +115,55 @@ class Stream:
 @dataclass
 class FunnelReach:
     depth: np.ndarray  # per visitor who reached step 1: how many steps
-    times: np.ndarray  # (visitors, steps) microseconds of each reached step; -1 where not reached
+    times: np.ndarray  # (steps, visitors) microseconds of each reached step; -1 where not reached
 
 
 def funnel_reach(stream: Stream, n_steps: int, window_us: int) -> FunnelReach:
     """Per visitor, the steps reached, as analytics.algorithms.funnel_match defines them.
 
-    `stream.code` is a bit mask: bit k set when the event matches step k. Every
-    occurrence of step 0 is a start; from a start the earliest later event matching
-    the next step is taken while it lies within the window of the start. Chains of
-    all starts advance together, one step at a time, by binary search among the
-    positions of the events matching that step. Per visitor the earliest start of
-    those reaching the deepest step wins.
+    `stream` is sorted (Stream.sorted); `stream.code` is a bit mask: bit k set when the event
+    matches step k. Every occurrence of step 0 is a start; from a start the earliest later
+    event matching the next step is taken while it lies within the window of the start.
+    Chains of all starts advance together, one step at a time, by binary search among the
+    positions of the events matching that step; a chain that stops is dropped. Per visitor
+    the earliest start of those reaching the deepest step wins.
     """
     group, t, mask = stream.group, stream.t, stream.code
-    starts = np.flatnonzero(mask & 1)
-    if not len(starts):
-        return FunnelReach(np.zeros(0, dtype=np.int64), np.zeros((0, n_steps), dtype=np.int64))
-    owner, t0 = group[starts], t[starts]
-    position = starts.copy()
-    times = np.full((len(starts), n_steps), -1, dtype=np.int64)
-    times[:, 0] = t0
-    depth = np.ones(len(starts), dtype=np.int64)
-    alive = np.ones(len(starts), dtype=bool)
+    starts = np.flatnonzero((mask & 1) != 0)  # (nonzero is faster on booleans)
+    n = len(starts)
+    times = np.full((n_steps, n), -1, dtype=np.int64)
+    depth = np.ones(n, dtype=np.int64)
+    if not n:
+        return FunnelReach(depth, times)
+    owner = group[starts]
+    times[0] = t[starts]
+    # The chains still advancing: which start, where they are, whose, until when.
+    chain, position, whose, deadline = np.arange(n), starts, owner, times[0] + window_us
     for k in range(1, n_steps):
-        matching = np.flatnonzero(mask & (1 << k))
-        if not len(matching):
-            break
+        matching = np.flatnonzero((mask & (1 << k)) != 0)
         j = np.searchsorted(matching, position, side="right")
-        candidate = matching[np.minimum(j, len(matching) - 1)]
-        ok = alive & (j < len(matching)) & (group[candidate] == owner) & (t[candidate] - t0 <= window_us)
-        position = np.where(ok, candidate, position)
-        times[ok, k] = t[candidate[ok]]
-        depth += ok
-        alive = ok
-        if not ok.any():
+        inside = j < len(matching)
+        candidate = matching[j[inside]]
+        chain, whose, deadline = chain[inside], whose[inside], deadline[inside]
+        reached = t[candidate]
+        ok = (group[candidate] == whose) & (reached <= deadline)
+        chain, position, whose, deadline = chain[ok], candidate[ok], whose[ok], deadline[ok]
+        times[k, chain] = reached[ok]
+        depth[chain] += 1
+        if not len(chain):
             break
-    order = np.lexsort((starts, -depth, owner))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = owner[order][1:] != owner[order][:-1]
-    chosen = order[first]
-    return FunnelReach(depth[chosen], times[chosen])
+    # Starts follow the stream, so each visitor's are contiguous and in order: per visitor, the
+    # first start whose depth is the visitor's deepest.
+    first = np.ones(n, dtype=bool)
+    first[1:] = owner[1:] != owner[:-1]
+    runs = np.flatnonzero(first)
+    run = np.cumsum(first) - 1
+    deepest = depth == np.maximum.reduceat(depth, runs)[run]
+    candidates = np.flatnonzero(deepest)
+    keep = np.ones(len(candidates), dtype=bool)
+    keep[1:] = run[candidates[1:]] != run[candidates[:-1]]
+    chosen = candidates[keep]
+    return FunnelReach(depth[chosen], times[:, chosen])
 
 
 @dataclass(frozen=True)
@@ -161,7 +178,7 @@ def funnel_counts(reach: FunnelReach, n_steps: int) -> list[FunnelStepCounts]:
         reached = reach.depth > k
         median = None
         if k and reached.any():
-            gaps = (reach.times[reached, k] - reach.times[reached, k - 1]) / 1_000_000
+            gaps = (reach.times[k, reached] - reach.times[k - 1, reached]) / 1_000_000
             median = float(np.median(gaps))
         out.append(FunnelStepCounts(entrants=int(reached.sum()), median_seconds_from_previous=median))
     return out
