@@ -1104,26 +1104,39 @@ def _binary_values(qs, *fields: str) -> list[tuple]:
     return _fetch_binary_rows(*qs.query.sql_with_params())
 
 
-def _closed_stream(closed: _Closed, scope: Scope, *, by: str, codes: np.ndarray) -> Stream:
+def _closed_stream(closed: _Closed, scope: Scope, *, by: str, codes: np.ndarray, require: int | None = None) -> Stream:
     """The closed sessions' events in the range as a stream grouped by visitor or session.
 
-    `codes` maps the positions of `closed.events` to codes; 0 drops the event."""
+    `codes` maps the positions of `closed.events` to codes; 0 drops the event. With `require`,
+    only the sequences with an event of that code in the range are kept."""
+    holder = np.repeat(np.arange(len(closed.counts)), closed.counts)  # each event's sequence
     at = np.flatnonzero(codes != 0)  # the events that count, then those in the range
     t = closed.events["t"][at].astype(np.int64)
     inside = (t >= epoch_us(scope.start)) & (t < epoch_us(scope.end))
     at, t = at[inside], t[inside]
-    # Each event's sequence: the first whose cumulative event count passes its position.
-    owner = np.searchsorted(np.cumsum(closed.counts), at, side="right")
+    owner = holder[at]
+    if require is not None:
+        holds = np.zeros(len(closed.counts), dtype=bool)
+        holds[owner[codes[at] == require]] = True
+        keep = holds[owner]
+        at, t, owner = at[keep], t[keep], owner[keep]
     group = (closed.visitors if by == "visitor" else closed.sessions)[owner]
     return Stream(group, t, closed.events["id"][at].astype(np.int64), codes[at])
 
 
 def _closed_streams(
-    parts: list[_Closed], scope: Scope, *, by: str, ids: np.ndarray, values: np.ndarray
+    parts: list[_Closed],
+    scope: Scope,
+    *,
+    by: str,
+    ids: np.ndarray,
+    values: np.ndarray,
+    require: int | None = None,
 ) -> list[Stream]:
     """_closed_stream of each part, with each event's code values[i] where its action is ids[i]."""
     return [
-        _closed_stream(part, scope, by=by, codes=_action_codes(part.events["action"], ids, values)) for part in parts
+        _closed_stream(part, scope, by=by, codes=_action_codes(part.events["action"], ids, values), require=require)
+        for part in parts
     ]
 
 
@@ -1311,7 +1324,9 @@ def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top:
         if parts:
             ids = np.array([pk for pk, _ in pairs], dtype=np.int64)
             values = np.array([path_index(p) + 1 for _, p in pairs], dtype=np.int64)  # 0 drops
-            for stream in _closed_streams(parts, scope, by="session", ids=ids, values=values):
+            # Only the sessions that viewed the page in the range have a trail.
+            require = index[page] + 1
+            for stream in _closed_streams(parts, scope, by="session", ids=ids, values=values, require=require):
                 stream.code = stream.code - 1
                 streams.append(stream)
         views = Q(event_type__in=PAGE_VIEW_TYPES)
