@@ -475,7 +475,7 @@ def visitors_per_bucket(scope: Scope, bounds: Sequence[datetime], interval: str 
     if scope.neuron_ids is not None:
         sets = sets.filter(neuron_id__in=scope.neuron_ids)
     sets, t_name = times(sets, "period_start")
-    for t, ids in sets.values_list(t_name, "ids"):
+    for t, ids in _binary_values(sets, t_name, "ids"):  # the sets as bytes, not hex text
         chunks[bucket_of(t if postgres else epoch_us(t))].append(np.frombuffer(ids, dtype=VISITOR_IDS_DTYPE))
     # Visitors of the open part without a Visitor id yet are in no set: counted by (site, anonymous id).
     fresh: list[set[tuple[int, str]]] = [set() for _ in range(n_buckets)]
