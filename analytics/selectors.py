@@ -28,16 +28,19 @@ from django.db import connection, transaction
 from django.db.models import (
     BigIntegerField,
     BooleanField,
+    Case,
     CharField,
     Count,
     Exists,
     F,
     Func,
+    IntegerField,
     OuterRef,
     Q,
     Subquery,
     Sum,
     Value,
+    When,
 )
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncDate, TruncDay, TruncHour, TruncWeek
@@ -349,10 +352,21 @@ def read_counts(
             )
             if scope.neuron_ids is not None:
                 qs = qs.filter(neuron_id__in=scope.neuron_ids)
-            group = ["dimension", "value"] + (["period_start"] if n_buckets > 1 else [])
+            group = ["dimension", "value"]
+            if 1 < n_buckets <= MAX_SQL_BUCKETS:
+                # A few buckets (a period and the previous one, the days of a month): the database
+                # sums each bucket's rows, instead of returning one row per hour or day.
+                qs = qs.annotate(bucket=_bucket_case(bounds))
+                group.append("bucket")
+            elif n_buckets > 1:
+                group.append("period_start")
             metric_names = sorted({m for d in dims for m in wanted(d)})
             for row in qs.values(*group).annotate(**{m: Sum(m) for m in metric_names}).order_by():
-                add(row["dimension"], bucket_of(row["period_start"]) if n_buckets > 1 else 0, row["value"], row)
+                if "bucket" in row:
+                    bucket = row["bucket"]
+                else:
+                    bucket = bucket_of(row["period_start"]) if n_buckets > 1 else 0
+                add(row["dimension"], bucket, row["value"], row)
         raw_work[tuple(plan.raw)].extend(dims)
     for raw_ranges, dims in raw_work.items():
         for start, end in raw_ranges:
@@ -388,6 +402,17 @@ def read_counts(
                 for row in rows:
                     add(dimension, bucket_of(row["hour"]) if single is None else single, row["value"], row)
     return out
+
+
+# Up to this many buckets, rollup rows are summed per bucket by the database.
+MAX_SQL_BUCKETS = 32
+
+
+def _bucket_case(bounds: Sequence[datetime]) -> Case:
+    """A rollup row's bucket as read_counts' bucket_of finds it: the last bucket starting at or
+    before the row's period (before the first: the first; after the last: the last)."""
+    whens = [When(period_start__lt=b, then=Value(i)) for i, b in enumerate(bounds[1:-1])]
+    return Case(*whens, default=Value(len(bounds) - 2), output_field=IntegerField())
 
 
 def _zero(dimension: str) -> dict[str, float]:
