@@ -78,6 +78,7 @@ from analytics.models import (
 )
 from analytics.sequences import (
     DAY_HEADER_DTYPE,
+    EPOCH,
     VISITOR_IDS_DTYPE,
     Stream,
     epoch_us,
@@ -469,53 +470,29 @@ def visitors_per_bucket(scope: Scope, bounds: Sequence[datetime], interval: str 
     bounds = list(bounds)
     n_buckets = len(bounds) - 1
     f = scope.filters
-    mark = (
-        RollupWatermark.objects.filter(granularity=Granularity.VISITORS)
-        .values_list("closed_through", flat=True)
-        .first()
-    )
+    mark = _visitors_watermark()
     plan = source_plan(bounds, hourly_through=mark if dimension_supports("total", f) else None, daily_through=None)
     if not plan.hourly:
         if interval is not None:
             return visitors_series(scope, interval, bounds)
         return [visitors_count(replace(scope, start=a, end=b)) for a, b in zip(bounds, bounds[1:], strict=False)]
 
-    postgres = connection.vendor == "postgresql"
     edges = [epoch_us(b) for b in bounds]
 
     def bucket_of(t_us: int) -> int:
         return min(max(bisect.bisect_right(edges, t_us) - 1, 0), n_buckets - 1)
 
-    def times(qs, field: str) -> tuple[Any, str]:
-        # Whole microseconds computed by PostgreSQL: parsing thousands of timestamps costs more.
-        return (qs.annotate(t_us=_EpochMicroseconds(field)), "t_us") if postgres else (qs, field)
-
     chunks: list[list[np.ndarray]] = [[] for _ in range(n_buckets)]
-    sets = VisitorRollup.objects.filter(
-        _ranges_q(plan.hourly, "period_start"),
-        device_type=f.device_type if f.device_type is not None else ALL,
-        country=f.country if f.country is not None else ALL,
-        utm_source=f.utm_source if f.utm_source is not None else ALL,
-    )
-    if scope.neuron_ids is not None:
-        sets = sets.filter(neuron_id__in=scope.neuron_ids)
-    sets, t_name = times(sets, "period_start")
-    for t, ids in _binary_values(sets, t_name, "ids"):  # the sets as bytes, not hex text
-        chunks[bucket_of(t if postgres else epoch_us(t))].append(np.frombuffer(ids, dtype=VISITOR_IDS_DTYPE))
+    for hour, ids in _binary_values(
+        _visitor_sets(scope).filter(_ranges_q(plan.hourly, "period_start")), "period_start", "ids"
+    ):
+        chunks[bucket_of(epoch_us(hour))].append(np.frombuffer(ids, dtype=VISITOR_IDS_DTYPE))
     # Visitors of the open part without a Visitor id yet are in no set: counted by (site, anonymous id).
     fresh: list[set[tuple[int, str]]] = [set() for _ in range(n_buckets)]
     known: list[list[int]] = [[] for _ in range(n_buckets)]
     for start, end in plan.raw:
-        sessions = session_queryset(start=start, end=end, neuron_ids=scope.neuron_ids, filters=f).annotate(
-            visitor_key=Subquery(
-                Visitor.objects.filter(neuron_id=OuterRef("neuron_id"), anonymous_id=OuterRef("anonymous_id"))
-                .order_by()
-                .values("pk")[:1]
-            )
-        )
-        sessions, t_name = times(sessions, "started_at")
-        for t, key, neuron_id, anonymous_id in sessions.values_list(t_name, "visitor_key", "neuron_id", "anonymous_id"):
-            b = bucket_of(t if postgres else epoch_us(t))
+        for t, key, neuron_id, anonymous_id in _sessions_with_visitor_ids(scope, start, end):
+            b = bucket_of(t)
             if key is None:
                 fresh[b].add((neuron_id, anonymous_id))
             else:
@@ -530,6 +507,46 @@ def visitors_per_bucket(scope: Scope, bounds: Sequence[datetime], interval: str 
             distinct = int(np.count_nonzero(ids[1:] != ids[:-1])) + 1
         counts.append(distinct + len(fresh[b]))
     return counts
+
+
+def _visitors_watermark() -> datetime | None:
+    return (
+        RollupWatermark.objects.filter(granularity=Granularity.VISITORS)
+        .values_list("closed_through", flat=True)
+        .first()
+    )
+
+
+def _visitor_sets(scope: Scope):
+    """The scope's VisitorRollup rows: its sites, its filter value (or none)."""
+    f = scope.filters
+    sets = VisitorRollup.objects.filter(
+        device_type=f.device_type if f.device_type is not None else ALL,
+        country=f.country if f.country is not None else ALL,
+        utm_source=f.utm_source if f.utm_source is not None else ALL,
+    )
+    if scope.neuron_ids is not None:
+        sets = sets.filter(neuron_id__in=scope.neuron_ids)
+    return sets
+
+
+def _sessions_with_visitor_ids(scope: Scope, start: datetime, end: datetime) -> Iterator[tuple]:
+    """(start in microseconds, Visitor id or None, neuron id, anonymous id) of the scope's consented
+    sessions that started in [start, end)."""
+    sessions = session_queryset(start=start, end=end, neuron_ids=scope.neuron_ids, filters=scope.filters).annotate(
+        visitor_key=Subquery(
+            Visitor.objects.filter(neuron_id=OuterRef("neuron_id"), anonymous_id=OuterRef("anonymous_id"))
+            .order_by()
+            .values("pk")[:1]
+        )
+    )
+    if connection.vendor == "postgresql":
+        # Whole microseconds computed by PostgreSQL: parsing thousands of timestamps costs more.
+        rows = sessions.annotate(t_us=_EpochMicroseconds("started_at"))
+        yield from rows.values_list("t_us", "visitor_key", "neuron_id", "anonymous_id")
+        return
+    for t, *rest in sessions.values_list("started_at", "visitor_key", "neuron_id", "anonymous_id"):
+        yield (epoch_us(t), *rest)
 
 
 # ---------------------------------------------------------------------------
@@ -1391,20 +1408,22 @@ def retention_report(*, scope: Scope, period: str, periods: int, now: datetime |
     n_cohorts = last_cohort + 1
     span = DAY if period == "day" else 7 * DAY
     horizon = min(_local_midnight(origin, scope.tz) + (n_cohorts + periods) * span + DAY, max(now, scope.end))
-    f = scope.filters
-    earlier = consented_sessions().filter(
-        f.session_q(),
-        neuron=OuterRef("neuron"),
-        anonymous_id=OuterRef("anonymous_id"),
-        started_at__lt=scope.start,
-    )
-    qs = session_queryset(start=scope.start, end=horizon, neuron_ids=scope.neuron_ids, filters=f).filter(
-        ~Exists(earlier)
-    )
-    if connection.vendor == "postgresql" and n_cohorts + periods + 2 <= RETENTION_BIT_PERIODS:
-        counted = _retention_counts_bits(qs, scope=scope, origin=origin, period=period)
-    else:
-        counted = _retention_counts_window(qs, scope=scope, origin=origin, period=period)
+    counted = _retention_counts_sets(scope, origin=origin, period=period, horizon=horizon)
+    if counted is None:
+        f = scope.filters
+        earlier = consented_sessions().filter(
+            f.session_q(),
+            neuron=OuterRef("neuron"),
+            anonymous_id=OuterRef("anonymous_id"),
+            started_at__lt=scope.start,
+        )
+        qs = session_queryset(start=scope.start, end=horizon, neuron_ids=scope.neuron_ids, filters=f).filter(
+            ~Exists(earlier)
+        )
+        if connection.vendor == "postgresql" and n_cohorts + periods + 2 <= RETENTION_BIT_PERIODS:
+            counted = _retention_counts_bits(qs, scope=scope, origin=origin, period=period)
+        else:
+            counted = _retention_counts_window(qs, scope=scope, origin=origin, period=period)
     table = [[0] * (periods + 1) for _ in range(n_cohorts)]
     for c, seen, n in counted:
         k = seen - c
@@ -1429,6 +1448,79 @@ def retention_report(*, scope: Scope, period: str, periods: int, now: datetime |
 # Retention on PostgreSQL marks each visitor's periods as bits of one bigint when the cohorts and
 # later periods fit in it; longer spans are counted by the window query.
 RETENTION_BIT_PERIODS = 62
+
+
+def _retention_counts_sets(
+    scope: Scope, *, origin: date, period: str, horizon: datetime
+) -> list[tuple[int, int, int]] | None:
+    """(first period, period, visitors) from the hours' visitor sets (integer Visitor ids), the
+    sessions since their watermark read raw; None where the sets cannot answer: two or three
+    filters, or an hour that straddles two periods (zones off the whole hour).
+
+    A visitor of an hour before the range (any set before it, or a raw session) is in no cohort,
+    as the sessions queries' anti-join has it. Integers are grouped in numpy instead of
+    PostgreSQL hashing every session's anonymous id."""
+    f = scope.filters
+    mark = _visitors_watermark()
+    if mark is None or not dimension_supports("total", f):
+        return None
+    sets_end = min(mark, horizon)
+    if scope.start.minute or scope.start.second or scope.start.microsecond:
+        return None
+    sets = _visitor_sets(scope).filter(period_start__lt=sets_end)
+    hour_period: dict[datetime, int] = {}
+    before: list[np.ndarray] = []
+    ids: list[np.ndarray] = []
+    seen: list[np.ndarray] = []
+    for hour, blob in _binary_values(sets, "period_start", "ids"):
+        visitors = np.frombuffer(blob, dtype=VISITOR_IDS_DTYPE)
+        if hour < scope.start:
+            before.append(visitors)
+            continue
+        p = hour_period.get(hour)
+        if p is None:
+            p = _period_index(hour, origin, period, scope.tz)
+            if _period_index(hour + HOUR - timedelta(microseconds=1), origin, period, scope.tz) != p:
+                return None
+            hour_period[hour] = p
+        ids.append(visitors)
+        seen.append(np.full(len(visitors), p, dtype=np.int64))
+    # The sessions since the watermark; visitors without a Visitor id yet get keys of their own (< 0).
+    fresh: dict[tuple[int, str], int] = {}
+    raw_ids: list[int] = []
+    raw_seen: list[int] = []
+    start_us = epoch_us(scope.start)
+    for t, key, neuron_id, anonymous_id in _sessions_with_visitor_ids(scope, sets_end, horizon):
+        if key is None:
+            key = fresh.setdefault((neuron_id, anonymous_id), -1 - len(fresh))
+        if t < start_us:
+            before.append(np.array([key], dtype=np.int64))
+            continue
+        moment = EPOCH + timedelta(microseconds=t)
+        raw_ids.append(key)
+        raw_seen.append(_period_index(moment, origin, period, scope.tz))
+    ids.append(np.array(raw_ids, dtype=np.int64))
+    seen.append(np.array(raw_seen, dtype=np.int64))
+    visitor = np.concatenate(ids).astype(np.int64)
+    periods = np.concatenate(seen)
+    if before:
+        keep = ~np.isin(visitor, np.concatenate(before))
+        visitor, periods = visitor[keep], periods[keep]
+    if not len(visitor):
+        return []
+    # Distinct (visitor, period) pairs, each visitor's first; then visitors per (first, period).
+    order = np.lexsort((periods, visitor))
+    visitor, periods = visitor[order], periods[order]
+    new_visitor = np.ones(len(visitor), dtype=bool)
+    new_visitor[1:] = visitor[1:] != visitor[:-1]
+    distinct = new_visitor.copy()
+    distinct[1:] |= periods[1:] != periods[:-1]
+    first = periods[new_visitor][np.cumsum(new_visitor) - 1]
+    first, periods = first[distinct], periods[distinct]
+    low = int(min(first.min(), periods.min()))
+    width = int(periods.max()) - low + 1
+    cells, counts = np.unique((first - low) * width + (periods - low), return_counts=True)
+    return [(int(c // width) + low, int(c % width) + low, int(n)) for c, n in zip(cells, counts, strict=True)]
 
 
 def _retention_counts_bits(qs, *, scope: Scope, origin: date, period: str) -> list[tuple[int, int, int]]:
