@@ -355,8 +355,8 @@ def read_counts(
                 qs = qs.filter(neuron_id__in=scope.neuron_ids)
             group = ["dimension", "value"]
             if 1 < n_buckets <= MAX_SQL_BUCKETS:
-                # A few buckets (a period and the previous one, the days of a month): the database
-                # sums each bucket's rows, instead of returning one row per hour or day.
+                # A few buckets: the database sums each bucket's rows, instead of returning one
+                # row per hour or day.
                 qs = qs.annotate(bucket=_bucket_case(bounds))
                 group.append("bucket")
             elif n_buckets > 1:
@@ -405,8 +405,9 @@ def read_counts(
     return out
 
 
-# Up to this many buckets, rollup rows are summed per bucket by the database.
-MAX_SQL_BUCKETS = 32
+# Up to this many buckets (a period and the previous one), rollup rows are summed per bucket by the
+# database; with more (a month's days), building the CASE costs more than the rows it saves.
+MAX_SQL_BUCKETS = 4
 
 
 def _bucket_case(bounds: Sequence[datetime]) -> Case:
