@@ -20,6 +20,12 @@ during its grace, ended sessions, no consent, bad input, a message id repeated i
 the group) falls back to the regular view, which answers exactly as before. If a group's
 transaction fails for any reason, nothing of it is stored and every request in it falls
 back, one by one.
+
+A group locks all its sessions' rows. While another transaction holds one of them (a
+batch for that session, an ending or rotation), the whole group waits for it, and so do
+the requests queued behind the group in this process: one slow session holds up the
+others' single events for as long as its lock is held (such transactions are short: a
+batch's is one INSERT and one UPDATE).
 """
 
 from __future__ import annotations
