@@ -76,9 +76,6 @@ class Stream:
             *(np.concatenate([getattr(s, name) for s in streams]) for name in ("group", "t", "event_id", "code"))
         )
 
-    def select(self, keep: np.ndarray) -> Stream:
-        return Stream(self.group[keep], self.t[keep], self.event_id[keep], self.code[keep])
-
     def sorted(self) -> Stream:
         """Sorted by (group, time, event id).
 
