@@ -457,6 +457,9 @@ LIVE_COUNTER_TTL_SECONDS = env_int("LIVE_COUNTER_TTL_SECONDS", 2 * 3600)
 # After a cache failure, live counters skip the cache for this long instead of paying a
 # timeout on every request while Redis is down.
 LIVE_COUNTER_BACKOFF_SECONDS = env_float("LIVE_COUNTER_BACKOFF_SECONDS", 5.0)
+# Live counters are summed in each process and published this often (one round trip for
+# all of them); 0 publishes on every call (sessions_app/live.py).
+LIVE_COUNTER_FLUSH_SECONDS = env_float("LIVE_COUNTER_FLUSH_SECONDS", 0.5)
 
 # Cross-device identity (sessions_app/linking.py documents the score these feed).
 IDENTITY_MERGE_THRESHOLD = env_float("IDENTITY_MERGE_THRESHOLD", 0.9)

@@ -17,12 +17,15 @@ DESKTOP_UA = (
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    """Throttle counters and cached lookups must not leak between tests."""
+    """Throttle counters, cached lookups and unpublished live counters must not leak between tests."""
     from federation.selectors import neuron_cache_clear
+    from sessions_app.live import live_discard_pending
 
+    live_discard_pending()
     cache.clear()
     neuron_cache_clear()
     yield
+    live_discard_pending()
     cache.clear()
     neuron_cache_clear()
 

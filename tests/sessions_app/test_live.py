@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import socket
+import time
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
 
 from sessions_app import live
-from sessions_app.live import LiveRecord, live_record_events, live_record_many, live_reset_backoff, live_snapshot
+from sessions_app.live import (
+    LiveRecord,
+    live_flush,
+    live_record_events,
+    live_record_many,
+    live_reset_backoff,
+    live_snapshot,
+)
 from sessions_app.models import BehaviorEvent
 from tests.sessions_app.factories import UserSessionFactory
 from tests.sessions_app.test_events_apis import bearer, events_url, page_view
@@ -65,6 +77,7 @@ def test_records_published_together_add_up_in_one_round_trip(monkeypatch):
 
     monkeypatch.setattr(live, "_redis", redis_spy)
     monkeypatch.setattr(live, "_local_record", local_spy)
+    live_record_events(neuron_id=1, event_types={"page_view": 1}, session_key="s3")
     live_record_many(
         [
             LiveRecord(neuron_id=1, event_types={"page_view": 2}, session_key="s1"),
@@ -74,11 +87,58 @@ def test_records_published_together_add_up_in_one_round_trip(monkeypatch):
             LiveRecord(neuron_id=2, event_types={}, anonymous=3),
         ]
     )
+    assert published == []  # summed in the process until the next publication
+    live_flush()
     assert len(published) == 1
     one = live_snapshot(neuron_id=1)
-    assert (one["events"], one["pageViews"], one["conversions"], one["activeSessions"]) == (4, 3, 1, 2)
+    assert (one["events"], one["pageViews"], one["conversions"], one["activeSessions"]) == (5, 4, 1, 3)
     everything = live_snapshot()
-    assert (everything["events"], everything["anonymous"], everything["activeSessions"]) == (4, 3, 2)
+    assert (everything["events"], everything["anonymous"], everything["activeSessions"]) == (5, 3, 3)
+
+
+def stored_counters(neuron_id: int, at) -> dict[str, int]:
+    """The counters of `at`'s minute as the cache holds them, read without publishing anything."""
+    key = live._keys(neuron_id, live._minute(at))[0]
+    if settings.REDIS_URL:
+        return live._decode(live._redis().hgetall(key))
+    return dict(cache.get(key) or {})
+
+
+def test_the_timer_publishes_pending_increments_without_a_reader(settings):
+    """Nobody reads and nobody flushes: the timer still publishes within the interval, once."""
+    settings.LIVE_COUNTER_FLUSH_SECONDS = 0.05
+    at = timezone.now()
+    live_record_events(neuron_id=7, event_types={"click": 2}, session_key="s1", at=at)
+    live_record_events(neuron_id=7, event_types={"page_view": 1}, session_key="s2", at=at)
+    deadline = time.monotonic() + 5
+    while stored_counters(7, at).get("events") != 3:
+        assert time.monotonic() < deadline, "the pending increments were never published"
+        time.sleep(0.02)
+    assert stored_counters(7, at) == {"events": 3, "type:click": 2, "type:page_view": 1, "pageViews": 1}
+    time.sleep(0.2)  # a second publication would double them
+    assert stored_counters(7, at)["events"] == 3
+    live_record_events(neuron_id=7, event_types={"click": 1}, at=at)  # the next increment starts a new timer
+    deadline = time.monotonic() + 5
+    while stored_counters(7, at).get("events") != 4:
+        assert time.monotonic() < deadline, "the second interval's increments were never published"
+        time.sleep(0.02)
+
+
+def test_with_no_interval_every_call_publishes_at_once(settings):
+    settings.LIVE_COUNTER_FLUSH_SECONDS = 0
+    at = timezone.now()
+    live_record_events(neuron_id=8, event_types={"click": 1}, at=at)
+    assert stored_counters(8, at) == {"events": 1, "type:click": 1}
+
+
+def test_pending_increments_of_several_minutes_keep_their_minutes():
+    """Increments recorded for different minutes are published to each minute's counters."""
+    now = timezone.now()
+    live_record_events(neuron_id=9, event_types={"click": 1}, at=now - timedelta(minutes=2))
+    live_record_events(neuron_id=9, event_types={"click": 2}, at=now)
+    snap = live_snapshot(neuron_id=9, window_minutes=1, series_minutes=3)
+    assert [m["events"] for m in snap["perMinute"]] == [1, 0, 2]
+    assert snap["events"] == 2
 
 
 def test_snapshot_of_a_quiet_neuron_is_all_zeros():
@@ -155,9 +215,11 @@ def test_after_a_failure_redis_is_not_tried_again_during_the_backoff(settings, m
     monkeypatch.setattr(live, "_redis", counting)
     for _ in range(5):
         live_record_events(neuron_id=1, event_types={"click": 1}, session_key=str(uuid.uuid4()))
+        live_flush()
     assert len(attempts) == 1
     live_reset_backoff()
     live_record_events(neuron_id=1, event_types={"click": 1})
+    live_flush()
     assert len(attempts) == 2
 
 
