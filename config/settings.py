@@ -193,6 +193,9 @@ if DATABASE_URL:
     else:
         _db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
     if _db["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, with a health check that asks the server only when its socket
+        # shows a hang-up or a message (config/postgresql/base.py).
+        _db["ENGINE"] = "config.postgresql"
         # The planner's cost of a random page read, relative to a sequential one (PostgreSQL's
         # default, 4, is for spinning disks). On SSDs, or with the data in memory, 1.1: index
         # lookups are then preferred where they are cheaper, e.g. joining a few hours of events

@@ -68,7 +68,7 @@ def test_embedded_default_needs_no_variable():
 
 def test_urls_switch_to_postgresql_and_redis():
     env = {"DATABASE_URL": "postgres://u@db.internal:5432/app", "REDIS_URL": "redis://cache.internal:6379/0"}
-    assert _print_setting("settings.DATABASES['default']['ENGINE']", env) == "django.db.backends.postgresql"
+    assert _print_setting("settings.DATABASES['default']['ENGINE']", env) == "config.postgresql"
     assert _print_setting("settings.DATABASES['default']['CONN_MAX_AGE']", env) == "60"
     assert _print_setting("settings.CACHES['default']['BACKEND']", env).endswith("RedisCache")
     assert _print_setting("settings.CHANNEL_LAYERS['default']['BACKEND']", env).endswith("RedisChannelLayer")
