@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 import uuid
@@ -228,3 +229,15 @@ def test_live_record_events_never_raises_on_bad_input():
     live_record_events(neuron_id=1, event_types={"click": "many"})  # type: ignore[dict-item]
     live_record_events(neuron_id=1, event_types={"click": 1})
     assert live_snapshot(neuron_id=1)["events"] == 1
+
+
+def test_a_forked_process_does_not_publish_its_parents_pending_increments():
+    """A server forks its workers: each child starts with nothing pending and no timer, and the
+    parent keeps what it recorded."""
+    live_record_events(neuron_id=11, event_types={"click": 1})
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        os._exit(0 if live._PENDING.take() == {} else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert live_snapshot(neuron_id=11)["events"] == 1
