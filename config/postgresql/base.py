@@ -2,8 +2,8 @@
 has not hung up.
 
 With CONN_HEALTH_CHECKS, Django runs `SELECT 1` on a persistent connection at the start of
-every request that uses the database, before its first query: one round trip per request
-(a single event's request costs four in all). A server that restarts or ends a backend
+every request that uses the database, before its first query: a round trip per request on
+top of the request's own queries. A server that restarts or ends a backend
 closes the connection's socket, and sometimes first writes a last error message to it, so
 an idle connection whose socket has nothing to read and has not been hung up is alive as
 far as anything can tell without asking; only a connection whose socket does show something
