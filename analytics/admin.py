@@ -124,7 +124,7 @@ class RollupPeriodAdmin(admin.ModelAdmin):
 
 @admin.register(RollupWatermark)
 class RollupWatermarkAdmin(admin.ModelAdmin):
-    list_display = ["granularity", "closed_through", "updated_at"]
+    list_display = ["granularity", "closed_through", "generation", "updated_at"]
     list_filter = ["granularity"]
 
     def has_add_permission(self, request):

@@ -70,12 +70,14 @@ from analytics.models import (
     DailyRollup,
     Granularity,
     HourlyRollup,
+    RollupBase,
     RollupWatermark,
     SequenceDay,
     SessionSequence,
     Visitor,
     VisitorRollup,
 )
+from analytics.rollup_cache import ROLLUP_CACHE
 from analytics.sequences import (
     DAY_HEADER_DTYPE,
     EPOCH,
@@ -282,9 +284,24 @@ def source_plan(
     return SourcePlan(_merge(daily_ranges), _merge(hourly_ranges), _merge(raw))
 
 
-def _watermarks() -> tuple[datetime | None, datetime | None]:
-    marks = dict(RollupWatermark.objects.values_list("granularity", "closed_through"))
-    return marks.get(Granularity.HOUR), marks.get(Granularity.DAY)
+@dataclass(frozen=True)
+class _Watermarks:
+    hourly_through: datetime | None
+    daily_through: datetime | None
+    # What the rollup cache keys on: the hours' and days' watermarks and generations.
+    version: tuple
+
+
+def _watermarks() -> _Watermarks:
+    # The row's id too: a watermark deleted and built again starts from generation 0 again.
+    rows = RollupWatermark.objects.filter(granularity__in=(Granularity.HOUR, Granularity.DAY)).values_list(
+        "granularity", "closed_through", "generation", "pk"
+    )
+    marks = {row[0]: row[1:] for row in rows}
+    hour, day = marks.get(Granularity.HOUR), marks.get(Granularity.DAY)
+    return _Watermarks(
+        hourly_through=hour[0] if hour else None, daily_through=day[0] if day else None, version=(hour, day)
+    )
 
 
 def _ranges_q(ranges: list[tuple[datetime, datetime]], name: str) -> Q:
@@ -311,7 +328,8 @@ def read_counts(
     """
     bounds = list(bounds or [scope.start, scope.end])
     n_buckets = len(bounds) - 1
-    hourly_through, daily_through = _watermarks()
+    marks = _watermarks()
+    hourly_through, daily_through = marks.hourly_through, marks.daily_through
     out: dict[str, list[Counts]] = {
         d: [defaultdict(lambda: defaultdict(float)) for _ in range(n_buckets)] for d in dimensions
     }
@@ -344,25 +362,32 @@ def read_counts(
         for model, ranges in ((DailyRollup, plan.daily), (HourlyRollup, plan.hourly)):
             if not ranges:
                 continue
-            qs = model.objects.filter(
-                _ranges_q(ranges, "period_start"),
-                dimension__in=dims,
-                device_type=f.device_type if f.device_type is not None else ALL,
-                country=f.country if f.country is not None else ALL,
-                utm_source=f.utm_source if f.utm_source is not None else ALL,
+            metric_names = tuple(sorted({m for d in dims for m in wanted(d)}))
+            # A few buckets: the database sums each bucket's rows, instead of returning one
+            # row per hour or day.
+            by_bucket = 1 < n_buckets <= MAX_SQL_BUCKETS
+            key = (
+                model._meta.label,
+                marks.version,
+                tuple(ranges),
+                tuple(dims),
+                metric_names,
+                f,
+                scope.neuron_ids,
+                tuple(bounds) if by_bucket else n_buckets > 1,
             )
-            if scope.neuron_ids is not None:
-                qs = qs.filter(neuron_id__in=scope.neuron_ids)
-            group = ["dimension", "value"]
-            if 1 < n_buckets <= MAX_SQL_BUCKETS:
-                # A few buckets: the database sums each bucket's rows, instead of returning one
-                # row per hour or day.
-                qs = qs.annotate(bucket=_bucket_case(bounds))
-                group.append("bucket")
-            elif n_buckets > 1:
-                group.append("period_start")
-            metric_names = sorted({m for d in dims for m in wanted(d)})
-            for row in qs.values(*group).annotate(**{m: Sum(m) for m in metric_names}).order_by():
+            read = functools.partial(
+                _rollup_sums,
+                model,
+                ranges,
+                dims,
+                metric_names,
+                f,
+                scope.neuron_ids,
+                bounds=bounds if by_bucket else None,
+                per_period=n_buckets > 1,
+            )
+            for row in ROLLUP_CACHE.get_or_read(key, read):
                 if "bucket" in row:
                     bucket = row["bucket"]
                 else:
@@ -403,6 +428,37 @@ def read_counts(
                 for row in rows:
                     add(dimension, bucket_of(row["hour"]) if single is None else single, row["value"], row)
     return out
+
+
+def _rollup_sums(
+    model: type[RollupBase],
+    ranges: list[tuple[datetime, datetime]],
+    dims: Sequence[str],
+    metric_names: Sequence[str],
+    f: Filters,
+    neuron_ids: tuple[int, ...] | None,
+    *,
+    bounds: Sequence[datetime] | None,
+    per_period: bool,
+) -> list[dict[str, Any]]:
+    """Rollup rows of `ranges` summed per dimension and value: per bucket of `bounds` when
+    given, else per period_start when the report has several buckets, else over the range."""
+    qs = model.objects.filter(
+        _ranges_q(ranges, "period_start"),
+        dimension__in=dims,
+        device_type=f.device_type if f.device_type is not None else ALL,
+        country=f.country if f.country is not None else ALL,
+        utm_source=f.utm_source if f.utm_source is not None else ALL,
+    )
+    if neuron_ids is not None:
+        qs = qs.filter(neuron_id__in=neuron_ids)
+    group = ["dimension", "value"]
+    if bounds is not None:
+        qs = qs.annotate(bucket=_bucket_case(bounds))
+        group.append("bucket")
+    elif per_period:
+        group.append("period_start")
+    return list(qs.values(*group).annotate(**{m: Sum(m) for m in metric_names}).order_by())
 
 
 # Up to this many buckets (a period and the previous one), rollup rows are summed per bucket by the

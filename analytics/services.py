@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
@@ -186,6 +186,15 @@ def _replace_periods(
     return len(rows)
 
 
+def _rollups_changed(*granularities: str) -> None:
+    """Count a change of the rollup rows of these granularities (selectors' cached sums key on
+    it). Call it in the transaction that changes them, before it does: the watermark rows are
+    locked hours first, as rollup_advance locks them, so concurrent jobs cannot deadlock."""
+    for granularity in (Granularity.HOUR, Granularity.DAY):
+        if granularity in granularities:
+            RollupWatermark.objects.filter(granularity=granularity).update(generation=F("generation") + 1)
+
+
 @transaction.atomic
 def rollup_build_hours(
     *, start: datetime, end: datetime, now: datetime | None = None, breakdowns_from: datetime | None = None
@@ -203,6 +212,7 @@ def rollup_build_hours(
         daily = RollupWatermark.objects.filter(granularity=Granularity.DAY).first()
         breakdowns_from = daily.closed_through if daily is not None else start
     cut = min(max(floor_hour(breakdowns_from), start), end)
+    _rollups_changed(Granularity.HOUR)
     written = 0
     for a, b, every in ((start, cut, False), (cut, end, True)):
         if a < b:
@@ -224,6 +234,7 @@ def rollup_build_days(*, start: datetime, end: datetime, now: datetime | None = 
     start, end = floor_day(start), floor_day(end)
     if end <= start:
         return 0
+    _rollups_changed(Granularity.HOUR, Granularity.DAY)
     written = _replace_periods(
         model=DailyRollup, granularity=Granularity.DAY, start=start, end=end, step=DAY, now=now or timezone.now()
     )

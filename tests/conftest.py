@@ -17,17 +17,20 @@ DESKTOP_UA = (
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    """Throttle counters, cached lookups and unpublished live counters must not leak between tests."""
+    """Throttle counters, cached lookups and sums, and unpublished live counters must not leak between tests."""
+    from analytics.rollup_cache import ROLLUP_CACHE
     from federation.selectors import neuron_cache_clear
     from sessions_app.live import live_discard_pending
 
     live_discard_pending()
     cache.clear()
     neuron_cache_clear()
+    ROLLUP_CACHE.clear()
     yield
     live_discard_pending()
     cache.clear()
     neuron_cache_clear()
+    ROLLUP_CACHE.clear()
 
 
 @pytest.fixture(autouse=True)
