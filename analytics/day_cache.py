@@ -13,12 +13,12 @@ first); 0 turns it off.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+
+from analytics.lru import SizedLRU
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,47 +32,18 @@ class DayPayload:
         return len(self.headers) + len(self.events)
 
 
-class DayCache:
-    def __init__(self) -> None:
-        self._rows: OrderedDict[int, tuple[str, DayPayload]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
+class DayCache(SizedLRU):
+    """Payloads by SequenceDay pk, each under the row version it was read in; sized in bytes."""
 
-    @staticmethod
-    def limit() -> int:
+    def limit(self) -> int:
         return settings.ANALYTICS_SEQUENCE_DAY_CACHE_BYTES
 
     def get(self, pk: int, version: str) -> DayPayload | None:
-        with self._lock:
-            entry = self._rows.get(pk)
-            if entry is None or entry[0] != version:
-                self.misses += 1
-                return None
-            self._rows.move_to_end(pk)
-            self.hits += 1
-            return entry[1]
+        entry = self.lookup(pk, lambda held: held[0] == version)
+        return entry[1] if entry is not None else None
 
     def put(self, pk: int, version: str, payload: DayPayload) -> None:
-        limit = self.limit()
-        if payload.size > limit:
-            return
-        with self._lock:
-            old = self._rows.pop(pk, None)
-            if old is not None:
-                self._bytes -= old[1].size
-            self._rows[pk] = (version, payload)
-            self._bytes += payload.size
-            while self._bytes > limit:
-                _, (_, evicted) = self._rows.popitem(last=False)
-                self._bytes -= evicted.size
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rows.clear()
-            self._bytes = 0
-            self.hits = self.misses = 0
+        self.store(pk, (version, payload), payload.size)
 
 
 DAY_CACHE = DayCache()

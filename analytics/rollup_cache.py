@@ -15,61 +15,31 @@ Bounded by ANALYTICS_ROLLUP_CACHE_ROWS result rows per process; 0 turns it off.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from django.conf import settings
 
+from analytics.lru import SizedLRU
+
 Rows = tuple[dict[str, Any], ...]
 
 
-class RollupCache:
-    def __init__(self) -> None:
-        self._entries: OrderedDict[Hashable, Rows] = OrderedDict()
-        self._rows = 0
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
+class RollupCache(SizedLRU):
+    """Rollup sums by query key; sized in result rows (an empty answer counts as one)."""
 
-    @staticmethod
-    def limit() -> int:
+    def limit(self) -> int:
         return settings.ANALYTICS_ROLLUP_CACHE_ROWS
 
     def get_or_read(self, key: Hashable, read: Callable[[], list[dict[str, Any]]]) -> Rows:
         """The rows stored under `key`, or read() stored under it. Rows are shared: read only."""
-        limit = self.limit()
-        if limit <= 0:
+        if self.limit() <= 0:
             return tuple(read())
-        with self._lock:
-            rows = self._entries.get(key)
-            if rows is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return rows
-            self.misses += 1
-        rows = tuple(read())
-        # An entry counts at least one row, so a bound on rows bounds the entries too.
-        size = max(len(rows), 1)
-        if size > limit:
-            return rows
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._rows -= max(len(old), 1)
-            self._entries[key] = rows
-            self._rows += size
-            while self._rows > limit:
-                _, evicted = self._entries.popitem(last=False)
-                self._rows -= max(len(evicted), 1)
+        rows = self.lookup(key)
+        if rows is None:
+            rows = tuple(read())
+            self.store(key, rows, max(len(rows), 1))
         return rows
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._rows = 0
-            self.hits = self.misses = 0
 
 
 ROLLUP_CACHE = RollupCache()
