@@ -294,10 +294,10 @@ class _Watermarks:
 
 def _watermarks() -> _Watermarks:
     # The row's id too: a watermark deleted and built again starts from generation 0 again.
-    rows = RollupWatermark.objects.filter(granularity__in=(Granularity.HOUR, Granularity.DAY)).values_list(
-        "granularity", "closed_through", "generation", "pk"
-    )
-    marks = {row[0]: row[1:] for row in rows}
+    marks = {
+        row[0]: row[1:]
+        for row in RollupWatermark.objects.values_list("granularity", "closed_through", "generation", "pk")
+    }
     hour, day = marks.get(Granularity.HOUR), marks.get(Granularity.DAY)
     return _Watermarks(
         hourly_through=hour[0] if hour else None, daily_through=day[0] if day else None, version=(hour, day)
