@@ -163,8 +163,8 @@ class RollupWatermark(models.Model):
 
     granularity = models.CharField(max_length=8, choices=Granularity.choices, unique=True)
     closed_through = models.DateTimeField()
-    # One more each time rollup rows of this granularity are rebuilt or dropped (hours and days
-    # only): with closed_through, what a report's cached rollup sums are valid for.
+    # One more each time rollup rows or visitor sets of this granularity are rebuilt or dropped
+    # (hours, days, visitor sets): with closed_through, what a report's cached sums are valid for.
     generation = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 

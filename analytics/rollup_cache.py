@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 
 from analytics.lru import SizedLRU
@@ -42,4 +43,24 @@ class RollupCache(SizedLRU):
         return rows
 
 
+class VisitorSetCache(SizedLRU):
+    """Per report bucket, the union of the closed hours' visitor sets (sorted distinct Visitor
+    ids, numpy arrays); sized in bytes. Keyed on the visitor sets' watermark, generation and row."""
+
+    def limit(self) -> int:
+        return settings.ANALYTICS_VISITOR_SET_CACHE_BYTES
+
+    def get_or_read(self, key: Hashable, read: Callable[[], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+        if self.limit() <= 0:
+            return read()
+        sets = self.lookup(key)
+        if sets is None:
+            sets = read()
+            for ids in sets:
+                ids.flags.writeable = False  # shared between requests
+            self.store(key, sets, max(sum(ids.nbytes for ids in sets), 1))
+        return sets
+
+
 ROLLUP_CACHE = RollupCache()
+VISITOR_SET_CACHE = VisitorSetCache()

@@ -77,7 +77,7 @@ from analytics.models import (
     Visitor,
     VisitorRollup,
 )
-from analytics.rollup_cache import ROLLUP_CACHE
+from analytics.rollup_cache import ROLLUP_CACHE, VISITOR_SET_CACHE
 from analytics.sequences import (
     DAY_HEADER_DTYPE,
     EPOCH,
@@ -527,7 +527,7 @@ def visitors_per_bucket(scope: Scope, bounds: Sequence[datetime], interval: str 
     bounds = list(bounds)
     n_buckets = len(bounds) - 1
     f = scope.filters
-    mark = _visitors_watermark()
+    mark, version = _visitors_watermark()
     plan = source_plan(bounds, hourly_through=mark if dimension_supports("total", f) else None, daily_through=None)
     if not plan.hourly:
         if interval is not None:
@@ -539,11 +539,16 @@ def visitors_per_bucket(scope: Scope, bounds: Sequence[datetime], interval: str 
     def bucket_of(t_us: int) -> int:
         return min(max(bisect.bisect_right(edges, t_us) - 1, 0), n_buckets - 1)
 
-    chunks: list[list[np.ndarray]] = [[] for _ in range(n_buckets)]
-    for hour, ids in _binary_values(
-        _visitor_sets(scope).filter(_ranges_q(plan.hourly, "period_start")), "period_start", "ids"
-    ):
-        chunks[bucket_of(epoch_us(hour))].append(np.frombuffer(ids, dtype=VISITOR_IDS_DTYPE))
+    def read_closed() -> tuple[np.ndarray, ...]:
+        chunks: list[list[np.ndarray]] = [[] for _ in range(n_buckets)]
+        for hour, ids in _binary_values(
+            _visitor_sets(scope).filter(_ranges_q(plan.hourly, "period_start")), "period_start", "ids"
+        ):
+            chunks[bucket_of(epoch_us(hour))].append(np.frombuffer(ids, dtype=VISITOR_IDS_DTYPE))
+        return tuple(np.unique(np.concatenate(c)) if c else np.empty(0, dtype=VISITOR_IDS_DTYPE) for c in chunks)
+
+    cache_key = ("visitors", version, scope.neuron_ids, f, tuple(plan.hourly), tuple(edges))
+    closed = VISITOR_SET_CACHE.get_or_read(cache_key, read_closed)
     # Visitors of the open part without a Visitor id yet are in no set: counted by (site, anonymous id).
     fresh: list[set[tuple[int, str]]] = [set() for _ in range(n_buckets)]
     known: list[list[int]] = [[] for _ in range(n_buckets)]
@@ -554,24 +559,28 @@ def visitors_per_bucket(scope: Scope, bounds: Sequence[datetime], interval: str 
                 fresh[b].add((neuron_id, anonymous_id))
             else:
                 known[b].append(key)
-    counts = []
-    for b in range(n_buckets):
-        if known[b]:
-            chunks[b].append(np.array(known[b], dtype=VISITOR_IDS_DTYPE))
-        distinct = 0
-        if chunks[b]:
-            ids = np.sort(np.concatenate(chunks[b]))
-            distinct = int(np.count_nonzero(ids[1:] != ids[:-1])) + 1
-        counts.append(distinct + len(fresh[b]))
-    return counts
+    return [len(closed[b]) + _not_in_sorted(known[b], closed[b]) + len(fresh[b]) for b in range(n_buckets)]
 
 
-def _visitors_watermark() -> datetime | None:
-    return (
+def _not_in_sorted(ids: list[int], sorted_ids: np.ndarray) -> int:
+    """How many distinct values of `ids` the sorted, distinct `sorted_ids` do not hold."""
+    if not ids:
+        return 0
+    wanted = np.unique(np.array(ids, dtype=VISITOR_IDS_DTYPE))
+    if not len(sorted_ids):
+        return len(wanted)
+    at = np.minimum(np.searchsorted(sorted_ids, wanted), len(sorted_ids) - 1)
+    return int(np.count_nonzero(sorted_ids[at] != wanted))
+
+
+def _visitors_watermark() -> tuple[datetime | None, tuple | None]:
+    """The visitor sets' watermark, and what their cached unions key on: it, its generation, its row."""
+    mark = (
         RollupWatermark.objects.filter(granularity=Granularity.VISITORS)
-        .values_list("closed_through", flat=True)
+        .values_list("closed_through", "generation", "pk")
         .first()
     )
+    return (mark[0], mark) if mark is not None else (None, None)
 
 
 def _visitor_sets(scope: Scope):
@@ -1518,7 +1527,7 @@ def _retention_counts_sets(
     as the sessions queries' anti-join has it. Integers are grouped in numpy instead of
     PostgreSQL hashing every session's anonymous id."""
     f = scope.filters
-    mark = _visitors_watermark()
+    mark, _ = _visitors_watermark()
     if mark is None or not dimension_supports("total", f):
         return None
     sets_end = min(mark, horizon)

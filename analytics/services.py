@@ -187,10 +187,11 @@ def _replace_periods(
 
 
 def _rollups_changed(*granularities: str) -> None:
-    """Count a change of the rollup rows of these granularities (selectors' cached sums key on
-    it). Call it in the transaction that changes them, before it does: the watermark rows are
-    locked hours first, as rollup_advance locks them, so concurrent jobs cannot deadlock."""
-    for granularity in (Granularity.HOUR, Granularity.DAY):
+    """Count a change of the rollup rows or visitor sets of these granularities (selectors' cached
+    sums and unions key on it). Call it in the transaction that changes them, before it does: the
+    watermark rows are locked hours, days, visitor sets, the order in which rollup_advance locks
+    them, so concurrent jobs cannot deadlock."""
+    for granularity in (Granularity.HOUR, Granularity.DAY, Granularity.VISITORS):
         if granularity in granularities:
             RollupWatermark.objects.filter(granularity=granularity).update(generation=F("generation") + 1)
 
@@ -381,6 +382,7 @@ def visitor_sets_build(*, start: datetime, end: datetime) -> int:
     start, end = floor_hour(start), floor_hour(end)
     if end <= start:
         return 0
+    _rollups_changed(Granularity.VISITORS)
     rows = list(
         session_queryset(start=start, end=end, neuron_ids=all_neuron_ids(), filters=Filters()).values_list(
             "neuron_id", "anonymous_id", "started_at", *FILTER_FIELDS

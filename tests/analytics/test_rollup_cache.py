@@ -1,10 +1,11 @@
-"""Rollup sums kept per process: served only while the rollups they were read from are unchanged."""
+"""Rollup sums and visitor-set unions kept per process: served only while what they were read from is unchanged."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -12,6 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from analytics import selectors, services
 from analytics.models import DailyRollup, HourlyRollup, RollupWatermark
 from analytics.rollup_cache import RollupCache
+from analytics.selectors import _not_in_sorted
+from analytics.sequences import VISITOR_IDS_DTYPE
 from sessions_app.models import BehaviorEvent, UserSession
 from tests.analytics.bruteforce import Recount
 from tests.analytics.factories import build_population
@@ -167,3 +170,51 @@ def test_a_moved_watermark_or_rollups_built_anew_are_read_again():
     assert _generations() == rebuilt
     counted = _countries(_scope())
     assert counted == _recount(_scope()) and counted["IS"] == before.get("IS", 0) + 1
+
+
+# -- visitor sets -------------------------------------------------------------------------------
+
+
+def test_not_in_sorted_counts_distinct_values_missing_from_the_sorted_ids():
+    held = np.array([2, 5, 9], dtype=VISITOR_IDS_DTYPE)
+    assert _not_in_sorted([], held) == 0
+    assert _not_in_sorted([5, 5, 9], held) == 0
+    assert _not_in_sorted([1, 5, 10, 10, 12], held) == 3  # 1, 10, 12
+    assert _not_in_sorted([3, 3], np.empty(0, dtype=VISITOR_IDS_DTYPE)) == 1
+
+
+def _visitors(scope) -> list[int]:
+    return [
+        point["value"] for point in selectors.trends_series(scope=scope, metric="visitors", interval="day")["series"]
+    ]
+
+
+def _recount_visitors(scope) -> list[int]:
+    rc = Recount(UserSession.objects.all(), BehaviorEvent.objects.all(), start=scope.start, end=scope.end)
+    return [rc.metrics(a, b)["visitors"] for a, b in rc.local_days()]
+
+
+@pytest.mark.django_db
+def test_repeated_visitor_counts_read_no_sets_and_a_rebuilt_hour_is_read_again():
+    build_population(start=START, days=2, sessions=60)
+    services.rollup_advance(now=NOW)
+    scope = _scope()
+    with CaptureQueriesContext(connection) as first:
+        cold = _visitors(scope)
+    with CaptureQueriesContext(connection) as second:
+        warm = _visitors(scope)
+    assert warm == cold == _recount_visitors(scope)
+    assert any("analytics_rollup_visitors" in q["sql"] for q in first)
+    assert not any("analytics_rollup_visitors" in q["sql"] for q in second)
+    # A new visitor's session lands in a closed hour; the reconcile job rebuilds the hour's set.
+    generation = _generations()["visitors"]
+    UserSessionFactory(
+        started_at=START + timedelta(hours=7),
+        last_activity_at=START + timedelta(hours=7, minutes=5),
+        ended_at=START + timedelta(hours=7, minutes=5),
+        neuron=UserSession.objects.earliest("pk").neuron,
+    )
+    services.rollup_reconcile(now=NOW)
+    assert _generations()["visitors"] > generation
+    counted = _visitors(scope)
+    assert counted == _recount_visitors(scope) and counted[0] == cold[0] + 1
