@@ -30,6 +30,7 @@ from django.db.models import (
     Case,
     CharField,
     Count,
+    DateTimeField,
     DurationField,
     Exists,
     ExpressionWrapper,
@@ -45,6 +46,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Concat, TruncDay, TruncHour
 
+from analytics.prepared import COMPILED, Param
 from federation.models import Neuron
 from sessions_app.event_input import PAGE_VIEW_TYPES
 from sessions_app.models import BehaviorEvent, UserSession
@@ -346,18 +348,48 @@ def session_aggregate_many(
     `metrics` narrows the counts to those the caller reads (sessions always): a
     report of session shares runs neither subquery.
     """
-    wanted = tuple(m for m in SESSION_METRICS if metrics is None or m in metrics or m == "sessions")
-    names = {dimension: f"value_{i}" for i, dimension in enumerate(dimensions)}
+    grouped, names, keys, wanted = _session_grouped(
+        queryset,
+        dimensions,
+        hour_tz=hour_tz,
+        by_filters=by_filters,
+        by_neuron=by_neuron,
+        period=period,
+        metrics=metrics,
+    )
+    return _session_fold(list(grouped), names, keys, wanted)
+
+
+def _session_grouped(
+    queryset: QuerySet[UserSession],
+    dimensions: Sequence[str],
+    *,
+    hour_tz: ZoneInfo | None,
+    by_filters: bool = False,
+    by_neuron: bool = False,
+    period: str = "hour",
+    metrics: Sequence[str] | None = None,
+) -> tuple[QuerySet, dict[str, str], list[str], tuple[str, ...]]:
+    """The grouped .values() queryset of session_aggregate_many, its value columns, its other
+    group keys and its metrics."""
+    names, wanted = _session_columns(dimensions, metrics)
     annotations: dict[str, Any] = {names[d]: SESSION_DIMENSIONS[d][0]() for d in dimensions}
     if hour_tz is not None:
         annotations["hour"] = _trunc("started_at", hour_tz, period)
     keys = _group_fields(by_hour=hour_tz is not None, by_filters=by_filters, by_neuron=by_neuron)[1:]
-    rows = list(
+    grouped = (
         queryset.annotate(**annotations)
         .values(*names.values(), *keys)
         .annotate(**{m: SESSION_AGGREGATES[m]() for m in wanted})
         .order_by()
     )
+    return grouped, names, keys, wanted
+
+
+def _session_fold(
+    rows: list[dict[str, Any]], names: dict[str, str], keys: list[str], wanted: tuple[str, ...]
+) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped by every dimension's value at once -> each dimension's counts."""
     for row in rows:
         if "duration_seconds" in row:
             row["duration_seconds"] = _seconds(row["duration_seconds"])
@@ -378,6 +410,54 @@ def session_aggregate_many(
                     cell[m] += row[m]
         out[dimension] = _remap(list(folded.values()), SESSION_DIMENSIONS[dimension][1], wanted)
     return out
+
+
+def session_aggregate_range(
+    *,
+    start: datetime,
+    end: datetime,
+    neuron_ids: tuple[int, ...] | None,
+    filters: Filters,
+    consented_only: bool,
+    dimensions: Sequence[str],
+    metrics: Sequence[str] | None,
+) -> dict[str, list[dict[str, Any]]]:
+    """session_aggregate_many over the sessions that started in [start, end), not by hour: the
+    query is compiled once per shape (analytics.prepared) and run with this range."""
+
+    def build() -> QuerySet:
+        moment = DateTimeField()
+        queryset = session_queryset(
+            start=Param("start", moment),
+            end=Param("end", moment),
+            neuron_ids=neuron_ids,
+            filters=filters,
+            consented_only=consented_only,
+        )
+        return _session_grouped(queryset, dimensions, hour_tz=None, metrics=metrics)[0]
+
+    shape = (
+        "sessions",
+        tuple(dimensions),
+        tuple(metrics) if metrics is not None else None,
+        neuron_ids,
+        filters,
+        consented_only,
+        # Baked into the SQL: a changed setting is a new shape.
+        tuple(settings.ANALYTICS_CONVERSION_EVENT_TYPES),
+        tuple(settings.ANALYTICS_CONVERSION_EVENT_NAMES),
+    )
+    rows = COMPILED.get_or_build(shape, build).rows(start=start, end=end)
+    names, wanted = _session_columns(dimensions, metrics)
+    return _session_fold(rows, names, [], wanted)
+
+
+def _session_columns(
+    dimensions: Sequence[str], metrics: Sequence[str] | None
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Each dimension's value column, and the metrics counted (sessions always)."""
+    wanted = tuple(m for m in SESSION_METRICS if metrics is None or m in metrics or m == "sessions")
+    return {dimension: f"value_{i}" for i, dimension in enumerate(dimensions)}, wanted
 
 
 def event_aggregate(

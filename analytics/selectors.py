@@ -61,6 +61,7 @@ from analytics.aggregation import (
     is_session_dimension,
     metrics_of,
     session_aggregate_many,
+    session_aggregate_range,
     session_queryset,
 )
 from analytics.day_cache import DAY_CACHE, DayPayload
@@ -405,21 +406,28 @@ def read_counts(
                 session_dims = [
                     d for d in dims if is_session_dimension(d) and (d not in ALL_SESSIONS_DIMENSIONS) == consented_only
                 ]
-                if session_dims:
-                    sq = session_queryset(
+                if not session_dims:
+                    continue
+                # Dimensions over every session only count them (ALL_SESSIONS_DIMENSIONS).
+                wanted_metrics = metrics if consented_only else ["sessions"]
+                if single is not None:
+                    counts = session_aggregate_range(
                         start=start,
                         end=end,
                         neuron_ids=scope.neuron_ids,
                         filters=f,
                         consented_only=consented_only,
+                        dimensions=session_dims,
+                        metrics=wanted_metrics,
                     )
-                    # Dimensions over every session only count them (ALL_SESSIONS_DIMENSIONS).
-                    wanted_metrics = metrics if consented_only else ["sessions"]
-                    raw_rows.update(
-                        session_aggregate_many(
-                            queryset=sq, dimensions=session_dims, hour_tz=hour_tz, metrics=wanted_metrics
-                        )
+                else:
+                    sq = session_queryset(
+                        start=start, end=end, neuron_ids=scope.neuron_ids, filters=f, consented_only=consented_only
                     )
+                    counts = session_aggregate_many(
+                        queryset=sq, dimensions=session_dims, hour_tz=hour_tz, metrics=wanted_metrics
+                    )
+                raw_rows.update(counts)
             for dimension in dims:
                 if not is_session_dimension(dimension):
                     eq = event_queryset(start=start, end=end, neuron_ids=scope.neuron_ids, filters=f)
