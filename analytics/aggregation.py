@@ -211,7 +211,8 @@ EVENT_DIMENSIONS: dict[str, tuple[Callable[[], Any], Callable[[], Q]]] = {
 def all_neuron_ids() -> tuple[int, ...]:
     """Every site's id. Queries over all sites still name them, so PostgreSQL can use the
     (neuron, time) indexes of sessions and events instead of scanning whole tables."""
-    return tuple(Neuron.objects.order_by("pk").values_list("pk", flat=True))
+    compiled = COMPILED.get_or_build(("neuron ids",), lambda: Neuron.objects.order_by("pk").values("pk"))
+    return tuple(row["pk"] for row in compiled.rows())
 
 
 def consented_sessions() -> QuerySet[UserSession]:

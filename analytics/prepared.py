@@ -8,8 +8,7 @@ least recently used first out); each call binds its values, prepared for the dat
 the field would prepare them, and runs the SQL. The SQL is the ORM's own: one definition
 of each query, whichever way it runs.
 
-Only for querysets whose rows need no conversion from the database (`.values()` of
-strings and numbers): the rows are read as the cursor returns them.
+Small fixed queries every report makes (the sites, the watermarks) run the same way.
 """
 
 from __future__ import annotations
@@ -42,12 +41,14 @@ class Param(Expression):
 
 
 class Compiled:
-    """A `.values()` queryset's SQL, its constant parameters and its Param slots."""
+    """A `.values()` queryset's SQL, its constant parameters and its Param slots; its rows are
+    converted from the database as the queryset's would be (the compiler's converters)."""
 
     def __init__(self, queryset: QuerySet) -> None:
         self.alias = queryset.db
         query = queryset.query
-        self.sql, params = query.get_compiler(self.alias).as_sql()
+        self._compiler = query.get_compiler(self.alias)
+        self.sql, params = self._compiler.as_sql()
         self.params = tuple(params)
         self.columns = [*query.extra_select, *query.values_select, *query.annotation_select]
 
@@ -58,7 +59,8 @@ class Compiled:
         ]
         with connection.cursor() as cursor:
             cursor.execute(self.sql, bound)
-            return [dict(zip(self.columns, row, strict=True)) for row in cursor.fetchall()]
+            fetched = cursor.fetchall()
+        return [dict(zip(self.columns, row, strict=True)) for row in self._compiler.results_iter(results=[fetched])]
 
 
 class CompiledCache(SizedLRU):

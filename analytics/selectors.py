@@ -78,6 +78,7 @@ from analytics.models import (
     Visitor,
     VisitorRollup,
 )
+from analytics.prepared import COMPILED
 from analytics.rollup_cache import ROLLUP_CACHE, VISITOR_SET_CACHE
 from analytics.sequences import (
     DAY_HEADER_DTYPE,
@@ -295,10 +296,10 @@ class _Watermarks:
 
 def _watermarks() -> _Watermarks:
     # The row's id too: a watermark deleted and built again starts from generation 0 again.
-    marks = {
-        row[0]: row[1:]
-        for row in RollupWatermark.objects.values_list("granularity", "closed_through", "generation", "pk")
-    }
+    compiled = COMPILED.get_or_build(
+        ("watermarks",), lambda: RollupWatermark.objects.values("granularity", "closed_through", "generation", "pk")
+    )
+    marks = {row["granularity"]: (row["closed_through"], row["generation"], row["pk"]) for row in compiled.rows()}
     hour, day = marks.get(Granularity.HOUR), marks.get(Granularity.DAY)
     return _Watermarks(
         hourly_through=hour[0] if hour else None, daily_through=day[0] if day else None, version=(hour, day)

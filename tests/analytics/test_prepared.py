@@ -92,14 +92,16 @@ def test_a_changed_conversion_setting_is_a_new_query(settings):
     assert _compiled(START, end, **args)["country"][0]["converted_sessions"] == 1
 
 
-def test_compiled_rows_are_named_as_values_names_them():
-    UserSessionFactory(started_at=START, country="FR")
+def test_compiled_rows_are_named_and_converted_as_the_querysets_would_be():
+    session = UserSessionFactory(started_at=START, country="FR")
     moment = DateTimeField()
     qs = (
         UserSession.objects.filter(started_at__gte=Param("start", moment), started_at__lt=Param("end", moment))
-        .values("country")
+        .values("country", "started_at", "consent")
         .order_by("country")
     )
     compiled = Compiled(qs)
-    assert compiled.rows(start=START, end=START + timedelta(seconds=1)) == [{"country": "FR"}]
+    rows = compiled.rows(start=START, end=START + timedelta(seconds=1))
+    assert rows == [{"country": "FR", "started_at": START, "consent": session.consent}]
+    assert rows[0]["started_at"].utcoffset() == timedelta(0)
     assert compiled.rows(start=START + timedelta(seconds=1), end=START + timedelta(hours=1)) == []
