@@ -35,8 +35,8 @@ class DayPayload:
 class DayCache(SizedLRU):
     """Payloads by SequenceDay pk, each under the row version it was read in; sized in bytes."""
 
-    def limit(self) -> int:
-        return settings.ANALYTICS_SEQUENCE_DAY_CACHE_BYTES
+    def __init__(self) -> None:
+        super().__init__(lambda: settings.ANALYTICS_SEQUENCE_DAY_CACHE_BYTES)
 
     def get(self, pk: int, version: str) -> DayPayload | None:
         entry = self.lookup(pk, lambda held: held[0] == version)

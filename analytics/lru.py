@@ -10,17 +10,17 @@ from typing import Any
 
 class SizedLRU:
     """Entries weigh what their owner says (bytes, rows); beyond limit() the least recently
-    used go first. An entry heavier than the whole limit is not kept. Thread-safe."""
+    used go first. An entry heavier than the whole limit is not kept. Thread-safe.
 
-    def __init__(self) -> None:
+    `limit` is asked on every store, so a setting changed at run time (tests) takes effect."""
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self.limit = limit
         self._entries: OrderedDict[Hashable, tuple[int, Any]] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
-
-    def limit(self) -> int:
-        raise NotImplementedError
 
     def lookup(self, key: Hashable, valid: Callable[[Any], bool] | None = None) -> Any | None:
         """The value under `key` (None if absent, or if `valid` rejects it), now the most recently used."""

@@ -66,8 +66,8 @@ class Compiled:
 class CompiledCache(SizedLRU):
     """Compiled queries by shape; every entry weighs one."""
 
-    def limit(self) -> int:
-        return 256
+    def __init__(self) -> None:
+        super().__init__(lambda: 256)
 
     def get_or_build(self, key: Hashable, build: Callable[[], QuerySet]) -> Compiled:
         compiled = self.lookup(key)

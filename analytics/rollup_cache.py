@@ -29,8 +29,8 @@ Rows = tuple[dict[str, Any], ...]
 class RollupCache(SizedLRU):
     """Rollup sums by query key; sized in result rows (an empty answer counts as one)."""
 
-    def limit(self) -> int:
-        return settings.ANALYTICS_ROLLUP_CACHE_ROWS
+    def __init__(self) -> None:
+        super().__init__(lambda: settings.ANALYTICS_ROLLUP_CACHE_ROWS)
 
     def get_or_read(self, key: Hashable, read: Callable[[], list[dict[str, Any]]]) -> Rows:
         """The rows stored under `key`, or read() stored under it. Rows are shared: read only."""
@@ -47,8 +47,8 @@ class VisitorSetCache(SizedLRU):
     """Per report bucket, the union of the closed hours' visitor sets (sorted distinct Visitor
     ids, numpy arrays); sized in bytes. Keyed on the visitor sets' watermark, generation and row."""
 
-    def limit(self) -> int:
-        return settings.ANALYTICS_VISITOR_SET_CACHE_BYTES
+    def __init__(self) -> None:
+        super().__init__(lambda: settings.ANALYTICS_VISITOR_SET_CACHE_BYTES)
 
     def get_or_read(self, key: Hashable, read: Callable[[], tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
         if self.limit() <= 0:
