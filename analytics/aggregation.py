@@ -444,9 +444,7 @@ def session_aggregate_range(
         neuron_ids,
         filters,
         consented_only,
-        # Baked into the SQL: a changed setting is a new shape.
-        tuple(settings.ANALYTICS_CONVERSION_EVENT_TYPES),
-        tuple(settings.ANALYTICS_CONVERSION_EVENT_NAMES),
+        *_conversion_settings(),
     )
     rows = COMPILED.get_or_build(shape, build).rows(start=start, end=end)
     names, wanted = _session_columns(dimensions, metrics)
@@ -471,6 +469,22 @@ def event_aggregate(
     period: str = "hour",
 ) -> list[dict[str, Any]]:
     """Event counts per dimension value (and per local hour, or day, when hour_tz is given)."""
+    grouped = _event_grouped(
+        queryset, dimension, hour_tz=hour_tz, by_filters=by_filters, by_neuron=by_neuron, period=period
+    )
+    return _remap(list(grouped), None, EVENT_METRICS)
+
+
+def _event_grouped(
+    queryset: QuerySet[BehaviorEvent],
+    dimension: str,
+    *,
+    hour_tz: ZoneInfo | None,
+    by_filters: bool = False,
+    by_neuron: bool = False,
+    period: str = "hour",
+) -> QuerySet:
+    """The grouped .values() queryset of event_aggregate."""
     expression, restrict = EVENT_DIMENSIONS[dimension]
     annotations: dict[str, Any] = {"value": expression()}
     if hour_tz is not None:
@@ -478,10 +492,28 @@ def event_aggregate(
     if by_filters:
         annotations.update({name: F(f"session__{name}") for name in FILTER_FIELDS})
     fields = _group_fields(by_hour=hour_tz is not None, by_filters=by_filters, by_neuron=by_neuron)
-    rows = list(
-        queryset.filter(restrict()).annotate(**annotations).values(*fields).annotate(events=Count("pk")).order_by()
-    )
-    return _remap(rows, None, EVENT_METRICS)
+    return queryset.filter(restrict()).annotate(**annotations).values(*fields).annotate(events=Count("pk")).order_by()
+
+
+def event_aggregate_range(
+    *, start: datetime, end: datetime, neuron_ids: tuple[int, ...] | None, filters: Filters, dimension: str
+) -> list[dict[str, Any]]:
+    """event_aggregate over the events in [start, end), not by hour, compiled once per shape."""
+
+    def build() -> QuerySet:
+        moment = DateTimeField()
+        queryset = event_queryset(
+            start=Param("start", moment), end=Param("end", moment), neuron_ids=neuron_ids, filters=filters
+        )
+        return _event_grouped(queryset, dimension, hour_tz=None)
+
+    shape = ("events", dimension, neuron_ids, filters, *_conversion_settings())
+    return _remap(COMPILED.get_or_build(shape, build).rows(start=start, end=end), None, EVENT_METRICS)
+
+
+def _conversion_settings() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What conversions are, baked into compiled SQL: a changed setting is a new shape."""
+    return tuple(settings.ANALYTICS_CONVERSION_EVENT_TYPES), tuple(settings.ANALYTICS_CONVERSION_EVENT_NAMES)
 
 
 def is_session_dimension(dimension: str) -> bool:

@@ -57,6 +57,7 @@ from analytics.aggregation import (
     consented_sessions,
     dimension_supports,
     event_aggregate,
+    event_aggregate_range,
     event_queryset,
     is_session_dimension,
     metrics_of,
@@ -430,7 +431,13 @@ def read_counts(
                     )
                 raw_rows.update(counts)
             for dimension in dims:
-                if not is_session_dimension(dimension):
+                if is_session_dimension(dimension):
+                    continue
+                if single is not None:
+                    raw_rows[dimension] = event_aggregate_range(
+                        start=start, end=end, neuron_ids=scope.neuron_ids, filters=f, dimension=dimension
+                    )
+                else:
                     eq = event_queryset(start=start, end=end, neuron_ids=scope.neuron_ids, filters=f)
                     raw_rows[dimension] = event_aggregate(queryset=eq, dimension=dimension, hour_tz=hour_tz)
             for dimension, rows in raw_rows.items():

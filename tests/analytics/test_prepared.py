@@ -9,7 +9,15 @@ from django.db import connection
 from django.db.models import DateTimeField
 from django.test.utils import CaptureQueriesContext
 
-from analytics.aggregation import Filters, session_aggregate_many, session_aggregate_range, session_queryset
+from analytics.aggregation import (
+    Filters,
+    event_aggregate,
+    event_aggregate_range,
+    event_queryset,
+    session_aggregate_many,
+    session_aggregate_range,
+    session_queryset,
+)
 from analytics.prepared import COMPILED, Compiled, Param
 from sessions_app.models import UserSession
 from tests.analytics.factories import build_population
@@ -61,6 +69,22 @@ def test_each_range_gives_what_the_orm_gives_from_one_compiled_query():
             assert _compiled(a, b, neuron_ids=neuron_ids, filters=filters, dimensions=dimensions) == expected
     # One build per shape (filters), every later range only binds its values.
     assert COMPILED.misses == 2 and COMPILED.hits == 2 * len(ranges) - 2
+
+
+def test_event_counts_of_each_range_are_what_the_orm_gives():
+    pop = build_population(start=START, days=3, sessions=120)
+    neuron_ids = tuple(sorted(n.pk for n in pop.neurons))
+    ranges = [(START + timedelta(hours=h), START + timedelta(hours=h + 17)) for h in range(0, 60, 15)]
+    for dimension in ("event_type", "event_name", "page", "conversions"):
+        for filters in (Filters(), Filters(country="DE")):
+            for a, b in ranges:
+                qs = event_queryset(start=a, end=b, neuron_ids=neuron_ids, filters=filters)
+                expected = sorted(event_aggregate(queryset=qs, dimension=dimension, hour_tz=None), key=str)
+                compiled = event_aggregate_range(
+                    start=a, end=b, neuron_ids=neuron_ids, filters=filters, dimension=dimension
+                )
+                assert sorted(compiled, key=str) == expected, (dimension, filters, a)
+    assert COMPILED.misses == 8
 
 
 def test_a_run_is_one_query_and_its_values_are_prepared_by_their_field():
