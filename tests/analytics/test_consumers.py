@@ -7,6 +7,7 @@ import os
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
 from django.test import Client
@@ -26,6 +27,16 @@ URL = "/ws/dashboard/"
 def _fast_ticks(settings):
     settings.DASHBOARD_TICK_SECONDS = 0.1
     ticker_module.ticker.last_event_id = None
+
+
+@pytest.fixture(autouse=True)
+def _own_channel_layer():
+    """Each test runs on an event loop of its own: it gets a channel layer of its own too. A Redis
+    layer left by an earlier test can hold a receive lock of that test's closed loop (a consumer
+    cancelled mid-receive), and the next receive on it fails ("bound to a different event loop")."""
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
 
 
 def cookie_for(user) -> list[tuple[bytes, bytes]]:
