@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import functools
 import json
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -65,7 +66,7 @@ from analytics.aggregation import (
     session_aggregate_range,
     session_queryset,
 )
-from analytics.day_cache import DAY_CACHE, DayPayload
+from analytics.day_cache import DAY_CACHE, DAY_RESULT_CACHE, DayPayload
 from analytics.models import (
     ALL,
     Action,
@@ -85,12 +86,14 @@ from analytics.sequences import (
     DAY_HEADER_DTYPE,
     EPOCH,
     VISITOR_IDS_DTYPE,
+    FunnelReach,
     Stream,
     epoch_us,
     funnel_counts,
     funnel_reach,
+    funnel_reach_with,
     journey_graph_from_trails,
-    journey_trails,
+    session_trails,
     unpack,
 )
 from config.api.errors import ValidationFailed
@@ -1066,59 +1069,95 @@ SEQUENCE_CHUNK_BITS = 12
 MAX_ACTION_FILTER = 64
 
 
+@dataclass
+class _ClosedParts:
+    """The closed sessions with an event in a report's range, in parts (every session in one).
+
+    `days`: whole closed days from their SequenceDay rows, read on demand (load_days), so a
+    report that holds what it computed from them (DAY_RESULT_CACHE, under `versions`) reads
+    none; `others`: the other sessions (recent or stale days), each from its own sequence."""
+
+    versions: tuple[tuple[int, str], ...] | None  # the day rows' (pk, version); None: unnamed
+    load_days: Callable[[], list[_Closed]]
+    others: _Closed
+
+    @classmethod
+    def empty(cls) -> _ClosedParts:
+        return cls((), list, _Closed.empty())
+
+
 def _closed_sequences(
     scope: Scope, closed_through: datetime | None, actions: Sequence[int] | None = None
-) -> list[_Closed]:
-    """Packed sequences of the sessions with an event in the range, in parts (each day's, then the
-    others'; every session in one part, the parts not copied into one array): whole closed days from their
+) -> _ClosedParts:
+    """Packed sequences of the sessions with an event in the range: whole closed days from their
     SequenceDay rows, the other sessions (recent or stale days) from their own sequences (given
     `actions`, only those holding at least one of them).
 
     On PostgreSQL the database concatenates the sessions' sequences in chunks; elsewhere
     they are fetched per session. A session without an anonymous id is its own visitor
-    (key: minus its id)."""
+    (key: minus its id). Day rows are named by their versions where DAY_CACHE can hold them."""
     if closed_through is None:
-        return []
-    parts: list[_Closed] = []
+        return _ClosedParts.empty()
     days_through = (
         RollupWatermark.objects.filter(granularity=Granularity.SEQUENCE_DAYS)
         .values_list("closed_through", flat=True)
         .first()
     )
-    per_session = Q()
-    if days_through is not None:
-        days = SequenceDay.objects.filter(first_event_at__lt=scope.end, last_event_at__gte=scope.start)
-        if scope.neuron_ids is not None:
-            days = days.filter(neuron_id__in=scope.neuron_ids)
-        # Sessions of the days without a usable row: those since the watermark, and stale days.
-        per_session = Q(started_at__gte=days_through)
-        for neuron_id, day, stale, headers, events, labels in _day_rows(days):
+    if days_through is None:
+        return _ClosedParts((), list, _session_sequences(scope, Q(), actions))
+    days = SequenceDay.objects.filter(first_event_at__lt=scope.end, last_event_at__gte=scope.start)
+    if scope.neuron_ids is not None:
+        days = days.filter(neuron_id__in=scope.neuron_ids)
+    # Sessions of the days without a usable row: those since the watermark, and stale days.
+    per_session = Q(started_at__gte=days_through)
+
+    def day_q(neuron_id: int, day: datetime) -> Q:
+        return Q(neuron_id=neuron_id, started_at__gte=day, started_at__lt=day + DAY)
+
+    if connection.vendor != "postgresql" or DAY_CACHE.limit() <= 0:
+        parts = []
+        for neuron_id, day, stale, headers, events, labels in _binary_values(
+            days, "neuron_id", "day", "stale", "headers", "events", "labels"
+        ):
             if stale:
-                per_session |= Q(neuron_id=neuron_id, started_at__gte=day, started_at__lt=day + DAY)
+                per_session |= day_q(neuron_id, day)
             else:
                 parts.append(_day_sequences(headers, events, labels, scope.filters))
-    parts.append(_session_sequences(scope, per_session, actions))
-    return [part for part in parts if len(part.events)]
+        others = _session_sequences(scope, per_session, actions)
+        return _ClosedParts(None, lambda: [p for p in parts if len(p.events)], others)
+    listing = _binary_values(days.annotate(version=_ROW_VERSION), "pk", "version", "neuron_id", "day", "stale")
+    usable = {pk: (neuron_id, day) for pk, _, neuron_id, day, stale in listing if not stale}
+    for _, _, neuron_id, day, stale in listing:
+        if stale:
+            per_session |= day_q(neuron_id, day)
+
+    def load_days() -> list[_Closed]:
+        payloads = _day_payloads(list(usable.items()), {pk: version for pk, version, *_ in listing})
+        # A row gone since the listing (outside a snapshot) is read from its sessions' sequences.
+        gone = [usable[pk] for pk in usable if pk not in payloads]
+        parts = [_day_sequences(p.headers, p.events, p.labels, scope.filters) for p in payloads.values()]
+        if gone:
+            parts.append(_session_sequences(scope, functools.reduce(operator.or_, (day_q(*d) for d in gone)), actions))
+        return [part for part in parts if len(part.events)]
+
+    others = _session_sequences(scope, per_session, actions)
+    versions = tuple((pk, version) for pk, version, _, _, stale in listing if not stale)
+    return _ClosedParts(versions, load_days, others)
 
 
 # A row version on PostgreSQL: the writing transaction and the place in the table (analytics.day_cache).
 _ROW_VERSION = RawSQL("xmin::text || ctid::text", (), output_field=CharField())
 
 
-def _day_rows(days) -> Iterator[tuple]:
-    """(neuron_id, day, stale, headers, events, labels) of these SequenceDay rows. On PostgreSQL
-    the payloads come from this process's DAY_CACHE where it holds the row's current version;
-    only the others are fetched. A row gone between the two reads counts as stale (its day is
-    then read from its sessions' sequences)."""
-    if connection.vendor != "postgresql" or DAY_CACHE.limit() <= 0:
-        yield from _binary_values(days, "neuron_id", "day", "stale", "headers", "events", "labels")
-        return
-    listing = _binary_values(days.annotate(version=_ROW_VERSION), "pk", "version", "neuron_id", "day", "stale")
+def _day_payloads(rows: list[tuple[int, Any]], versions: dict[int, str]) -> dict[int, DayPayload]:
+    """The payloads of these SequenceDay rows (pk first), in their order, from this process's
+    DAY_CACHE where it holds the row's listed version; only the others are fetched. A row gone
+    or changed since the listing is left out."""
     payloads: dict[int, DayPayload] = {}
-    for pk, version, _, _, stale in listing:
-        if not stale and (payload := DAY_CACHE.get(pk, version)) is not None:
+    for pk, _ in rows:
+        if (payload := DAY_CACHE.get(pk, versions[pk])) is not None:
             payloads[pk] = payload
-    missing = [pk for pk, _, _, _, stale in listing if not stale and pk not in payloads]
+    missing = [pk for pk, _ in rows if pk not in payloads]
     if missing:
         fetched = SequenceDay.objects.filter(pk__in=missing, stale=False).annotate(version=_ROW_VERSION)
         for pk, version, headers, events, labels in _binary_values(
@@ -1127,13 +1166,9 @@ def _day_rows(days) -> Iterator[tuple]:
             labels = json.loads(labels) if isinstance(labels, str) else labels
             payload = DayPayload(bytes(headers), bytes(events), labels)
             DAY_CACHE.put(pk, version, payload)
-            payloads[pk] = payload
-    for pk, _, neuron_id, day, stale in listing:
-        payload = payloads.get(pk)
-        if stale or payload is None:
-            yield neuron_id, day, True, b"", b"", {}
-        else:
-            yield neuron_id, day, False, payload.headers, payload.events, payload.labels
+            if version == versions[pk]:
+                payloads[pk] = payload
+    return {pk: payloads[pk] for pk, _ in rows if pk in payloads}
 
 
 def _day_sequences(headers: bytes, events: bytes, labels: Any, filters: Filters) -> _Closed:
@@ -1390,7 +1425,7 @@ def funnel_report(*, scope: Scope, steps: Sequence[FunnelStep], window: timedelt
     def mask(event_type: str, event_name: str, path: str) -> int:
         return sum(1 << i for i, s in enumerate(steps) if s.matches(event_type, event_name, path))
 
-    streams: list[Stream] = []
+    window_us = int(window / timedelta(microseconds=1))
     with _one_snapshot():
         closed_through = _sequence_watermark()
         actions = Action.objects.filter(any_step).values_list("pk", "event_type", "event_name", "page_path")
@@ -1399,13 +1434,24 @@ def funnel_report(*, scope: Scope, steps: Sequence[FunnelStep], window: timedelt
         parts = _closed_sequences(scope, closed_through, actions=sorted(masks))
         ids = np.fromiter(masks, dtype=np.int64, count=len(masks))
         values = np.fromiter(masks.values(), dtype=np.int64, count=len(masks))
-        streams += _closed_streams(parts, scope, by="visitor", ids=ids, values=values)
+
+        def match_days() -> tuple[Stream, FunnelReach]:
+            days = Stream.concat(_closed_streams(parts.load_days(), scope, by="visitor", ids=ids, values=values))
+            days = days.sorted().frozen()
+            return days, funnel_reach(days, len(steps), window_us)
+
+        key = None
+        if parts.versions is not None:
+            terms = (scope.start, scope.end, scope.neuron_ids, scope.filters, tuple(steps), window_us)
+            key = ("funnel", parts.versions, *terms, tuple(sorted(masks.items())))
+        days, days_reach = DAY_RESULT_CACHE.get_or_compute(key, match_days, lambda v: v[0].nbytes + v[1].nbytes)
+        recent = _closed_streams([parts.others], scope, by="visitor", ids=ids, values=values)
         rows = _open_rows(scope, closed_through, any_step, by="visitor")
         if rows:
-            streams.append(_rows_stream(rows, lambda r: mask(r[3], r[4], r[5])))
-    stream = Stream.concat(streams).sorted()
+            recent.append(_rows_stream(rows, lambda r: mask(r[3], r[4], r[5])))
+    reach = funnel_reach_with(days, days_reach, Stream.concat(recent), len(steps), window_us)
     seconds = window.total_seconds()
-    counts = funnel_counts(funnel_reach(stream, len(steps), int(window / timedelta(microseconds=1))), len(steps))
+    counts = funnel_counts(reach, len(steps))
     out_steps = []
     for i, (step, c) in enumerate(zip(steps, counts, strict=True)):
         prev = counts[i - 1].entrants if i else c.entrants
@@ -1438,21 +1484,43 @@ def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top:
             names.append(path)
         return index[path]
 
-    path_index(page)
-    streams = []
     with _one_snapshot():
         closed_through = _sequence_watermark()
         pairs = list(Action.objects.filter(event_type__in=PAGE_VIEW_TYPES).values_list("pk", "page_path"))
         # Only the sessions that viewed the page have a trail.
         parts = _closed_sequences(scope, closed_through, actions=sorted(pk for pk, path in pairs if path == page))
-        if parts:
+
+        def streams_of(closed: list[_Closed]) -> list[Stream]:
             ids = np.array([pk for pk, _ in pairs], dtype=np.int64)
             values = np.array([path_index(p) + 1 for _, p in pairs], dtype=np.int64)  # 0 drops
             # Only the sessions that viewed the page in the range have a trail.
-            require = index[page] + 1
-            for stream in _closed_streams(parts, scope, by="session", ids=ids, values=values, require=require):
+            out = _closed_streams(closed, scope, by="session", ids=ids, values=values, require=index[page] + 1)
+            for stream in out:
                 stream.code = stream.code - 1
-                streams.append(stream)
+            return out
+
+        def trace_days() -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+            path_index(page)
+            sessions, trails = trace(streams_of(parts.load_days()))
+            sessions.flags.writeable = trails.flags.writeable = False
+            return tuple(names), sessions, trails
+
+        def trace(streams: list[Stream]) -> tuple[np.ndarray, np.ndarray]:
+            # Each sequence is one session's views in order, and the open sessions are others: every
+            # session is contiguous and ordered, which is all session_trails needs (no global sort).
+            return session_trails(Stream.concat(streams), page=index[page], direction=direction, depth=depth)
+
+        key = None
+        if parts.versions is not None:
+            terms = (scope.start, scope.end, scope.neuron_ids, scope.filters, page, direction, depth)
+            key = ("journeys", parts.versions, *terms)
+        # Page indexes as the days' trails have them (a held entry's), the later pages after them.
+        known, day_sessions, day_trails = DAY_RESULT_CACHE.get_or_compute(
+            key, trace_days, lambda v: v[1].nbytes + v[2].nbytes + sum(len(n) for n in v[0])
+        )
+        for name in known:
+            path_index(name)
+        streams = streams_of([parts.others]) if len(parts.others.events) else []
         views = Q(event_type__in=PAGE_VIEW_TYPES)
         if closed_through is None:
             # Every session is open: only those that viewed the page. (With sequences, the open
@@ -1464,9 +1532,10 @@ def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top:
         rows = _open_rows(scope, closed_through, views, by="session")
         if rows:
             streams.append(_rows_stream(rows, lambda r: path_index(r[5])).sorted())
-    # Each sequence is one session's views in order, and the open sessions are others: every
-    # session is contiguous and ordered, which is all journey_trails needs (no global sort).
-    trails = journey_trails(Stream.concat(streams), page=index[page], direction=direction, depth=depth)
+        sessions, trails = trace(streams)
+    # Rows in session order, as one stream of every session gives them.
+    order = np.argsort(np.concatenate([day_sessions, sessions]), kind="stable")
+    trails = np.concatenate([day_trails, trails])[order]
     graph = journey_graph_from_trails(trails, names, page=page, direction=direction, top=top)
     return {"period": scope.describe(), "page": page, "direction": direction, "depth": depth, **graph}
 

@@ -103,6 +103,23 @@ class Stream:
     def __len__(self) -> int:
         return len(self.group)
 
+    @property
+    def nbytes(self) -> int:
+        return self.group.nbytes + self.t.nbytes + self.event_id.nbytes + self.code.nbytes
+
+    def of_groups(self, groups: np.ndarray) -> Stream:
+        """The events of these groups (sorted, distinct), from a stream sorted by group; in its order."""
+        lo, hi = np.searchsorted(self.group, groups, "left"), np.searchsorted(self.group, groups, "right")
+        sizes = hi - lo
+        at = np.arange(sizes.sum()) + np.repeat(lo - (np.cumsum(sizes) - sizes), sizes)
+        return Stream(self.group[at], self.t[at], self.event_id[at], self.code[at])
+
+    def frozen(self) -> Stream:
+        """This stream, its arrays read-only (to be shared between requests)."""
+        for array in (self.group, self.t, self.event_id, self.code):
+            array.flags.writeable = False
+        return self
+
 
 # ---------------------------------------------------------------------------
 # Funnels
@@ -111,8 +128,26 @@ class Stream:
 
 @dataclass
 class FunnelReach:
-    depth: np.ndarray  # per visitor who reached step 1: how many steps
+    visitor: np.ndarray  # the visitors who reached step 1, in stream order
+    depth: np.ndarray  # per such visitor: how many steps
     times: np.ndarray  # (steps, visitors) microseconds of each reached step; -1 where not reached
+
+    @property
+    def nbytes(self) -> int:
+        return self.visitor.nbytes + self.depth.nbytes + self.times.nbytes
+
+    def without(self, visitors: np.ndarray) -> FunnelReach:
+        """These visitors (sorted, distinct) left out."""
+        keep = ~np.isin(self.visitor, visitors, assume_unique=True)
+        return FunnelReach(self.visitor[keep], self.depth[keep], self.times[:, keep])
+
+    @classmethod
+    def concat(cls, parts: Sequence[FunnelReach]) -> FunnelReach:
+        return cls(
+            np.concatenate([p.visitor for p in parts]),
+            np.concatenate([p.depth for p in parts]),
+            np.concatenate([p.times for p in parts], axis=1),
+        )
 
 
 def funnel_reach(stream: Stream, n_steps: int, window_us: int) -> FunnelReach:
@@ -130,9 +165,9 @@ def funnel_reach(stream: Stream, n_steps: int, window_us: int) -> FunnelReach:
     n = len(starts)
     times = np.full((n_steps, n), -1, dtype=np.int64)
     depth = np.ones(n, dtype=np.int64)
-    if not n:
-        return FunnelReach(depth, times)
     owner = group[starts]
+    if not n:
+        return FunnelReach(owner, depth, times)
     times[0] = t[starts]
     # The chains still advancing: which start, where they are, whose, until when.
     chain, position, whose, deadline = np.arange(n), starts, owner, times[0] + window_us
@@ -160,7 +195,18 @@ def funnel_reach(stream: Stream, n_steps: int, window_us: int) -> FunnelReach:
     keep = np.ones(len(candidates), dtype=bool)
     keep[1:] = run[candidates[1:]] != run[candidates[:-1]]
     chosen = candidates[keep]
-    return FunnelReach(depth[chosen], times[:, chosen])
+    return FunnelReach(owner[chosen], depth[chosen], times[:, chosen])
+
+
+def funnel_reach_with(base: Stream, base_reach: FunnelReach, more: Stream, n_steps: int, window_us: int) -> FunnelReach:
+    """funnel_reach of `base` and `more` together, given `base_reach` = funnel_reach(base, ...):
+    visitors are matched on their own, so only those with events in `more` are matched again,
+    over all their events. `base` is sorted; `more` in any order."""
+    if not len(more):
+        return base_reach
+    touched = np.unique(more.group)
+    again = Stream.concat([base.of_groups(touched), more]).sorted()
+    return FunnelReach.concat([base_reach.without(touched), funnel_reach(again, n_steps, window_us)])
 
 
 @dataclass(frozen=True)
@@ -194,6 +240,13 @@ def journey_trails(stream: Stream, *, page: int, direction: str, depth: int) -> 
     count once (reloads). Column 0 is the page; column k the k-th page after (or
     before) it, END where the session stops, NONE beyond. Rows follow session order.
     """
+    return session_trails(stream, page=page, direction=direction, depth=depth)[1]
+
+
+def session_trails(stream: Stream, *, page: int, direction: str, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sessions with a trail (ascending) and their trails, as journey_trails has them.
+    Sessions are traced on their own: the trails of two streams of different sessions, put
+    in session order, are those of both streams together."""
     session, path = stream.group, stream.code
     n = len(session)
     if n:
@@ -203,8 +256,8 @@ def journey_trails(stream: Stream, *, page: int, direction: str, depth: int) -> 
         n = len(session)
     hits = np.flatnonzero(path == page)
     if not len(hits):
-        return np.zeros((0, depth + 1), dtype=np.int64)
-    _, first = np.unique(session[hits], return_index=True)
+        return np.zeros(0, dtype=np.int64), np.zeros((0, depth + 1), dtype=np.int64)
+    sessions, first = np.unique(session[hits], return_index=True)
     at = hits[first]
     trails = np.full((len(at), depth + 1), NONE, dtype=np.int64)
     trails[:, 0] = page
@@ -218,7 +271,7 @@ def journey_trails(stream: Stream, *, page: int, direction: str, depth: int) -> 
         trails[ok, level] = path[qc[ok]]
         trails[alive & ~ok, level] = END
         alive = ok
-    return trails
+    return sessions, trails
 
 
 def journey_graph_from_trails(

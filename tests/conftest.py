@@ -18,6 +18,7 @@ DESKTOP_UA = (
 @pytest.fixture(autouse=True)
 def _clean_cache():
     """Throttle counters, cached lookups and sums, and unpublished live counters must not leak between tests."""
+    from analytics.day_cache import DAY_RESULT_CACHE
     from analytics.rollup_cache import ROLLUP_CACHE, VISITOR_SET_CACHE
     from federation.selectors import neuron_cache_clear
     from sessions_app.live import live_discard_pending
@@ -27,12 +28,14 @@ def _clean_cache():
     neuron_cache_clear()
     ROLLUP_CACHE.clear()
     VISITOR_SET_CACHE.clear()
+    DAY_RESULT_CACHE.clear()
     yield
     live_discard_pending()
     cache.clear()
     neuron_cache_clear()
     ROLLUP_CACHE.clear()
     VISITOR_SET_CACHE.clear()
+    DAY_RESULT_CACHE.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from analytics import selectors, services
 from analytics.algorithms import funnel_match, funnel_summarise, journey_graph
-from analytics.day_cache import DAY_CACHE, DayCache, DayPayload
+from analytics.day_cache import DAY_CACHE, DAY_RESULT_CACHE, DayCache, DayPayload
 from analytics.models import Action, RollupWatermark, SequenceDay, SessionSequence, Visitor
 from analytics.sequences import (
     DAY_HEADER_DTYPE,
@@ -26,8 +26,10 @@ from analytics.sequences import (
     epoch_us,
     funnel_counts,
     funnel_reach,
+    funnel_reach_with,
     journey_graph_from_trails,
     journey_trails,
+    session_trails,
     unpack,
 )
 from sessions_app.models import UserSession
@@ -73,6 +75,35 @@ def test_array_funnel_equals_funnel_match(events, window):
             assert c.median_seconds_from_previous == pytest.approx(r.median_seconds_from_previous / 1_000_000)
 
 
+def _by_visitor(reach) -> dict[int, tuple]:
+    return {
+        int(v): (int(d), tuple(reach.times[:, i]))
+        for i, (v, d) in enumerate(zip(reach.visitor, reach.depth, strict=True))
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=visitor_events,
+    window=st.integers(min_value=0, max_value=40),
+    split=st.lists(st.booleans(), min_size=30, max_size=30),
+)
+def test_funnel_reach_with_more_events_equals_funnel_reach_of_all(events, window, split):
+    """Matching a base stream once, then only the visitors with more events again, gives every
+    visitor's reach of all the events (analytics.day_cache keeps the base's)."""
+    group = np.array([e[0] for e in events], dtype=np.int64)
+    t = np.array([e[1] for e in events], dtype=np.int64)
+    code = np.array([sum(1 << k for k in e[2]) for e in events], dtype=np.int64)
+    ids = np.arange(len(events), dtype=np.int64)
+    in_base = np.array(split[: len(events)], dtype=bool)
+    base = Stream(group[in_base], t[in_base], ids[in_base], code[in_base]).sorted().frozen()
+    more = Stream(group[~in_base], t[~in_base], ids[~in_base], code[~in_base])
+    whole = funnel_reach(Stream(group, t, ids, code).sorted(), N_STEPS, window)
+    got = funnel_reach_with(base, funnel_reach(base, N_STEPS, window), more, N_STEPS, window)
+    assert _by_visitor(got) == _by_visitor(whole)
+    assert sorted(got.visitor.tolist()) == sorted(whole.visitor.tolist())  # each visitor once
+
+
 paths = st.sampled_from(["/", "/a", "/b", "/c", "/d"])
 sessions_strategy = st.lists(st.lists(paths, max_size=8), max_size=12)
 
@@ -101,6 +132,35 @@ def test_array_journeys_equal_journey_graph(sessions, direction, depth, top):
     trails = journey_trails(stream, page=1, direction=direction, depth=depth)
     got = journey_graph_from_trails(trails, names, page="/a", direction=direction, top=top)
     assert got == journey_graph(sessions, page="/a", direction=direction, depth=depth, top=top)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sessions=sessions_strategy,
+    direction=st.sampled_from(["next", "previous"]),
+    depth=st.integers(min_value=1, max_value=4),
+    split=st.lists(st.booleans(), min_size=12, max_size=12),
+)
+def test_trails_of_two_session_sets_merge_into_those_of_both(sessions, direction, depth, split):
+    """Sessions are traced on their own: the trails of two sets of sessions, put in session order,
+    are the trails of all of them (how journeys add the recent sessions to the closed days')."""
+    names = ["/", "/a", "/b", "/c", "/d"]
+
+    def stream(chosen: list[int]) -> Stream:
+        group = [s for s in chosen for _ in sessions[s]]
+        code = [names.index(p) for s in chosen for p in sessions[s]]
+        n = len(group)
+        return Stream(np.array(group, dtype=np.int64), np.arange(n), np.arange(n), np.array(code, dtype=np.int64))
+
+    everyone = list(range(len(sessions)))
+    first = [s for s in everyone if split[s]]
+    second = [s for s in everyone if not split[s]]
+    a_sessions, a_trails = session_trails(stream(first), page=1, direction=direction, depth=depth)
+    b_sessions, b_trails = session_trails(stream(second), page=1, direction=direction, depth=depth)
+    order = np.argsort(np.concatenate([a_sessions, b_sessions]), kind="stable")
+    whole_sessions, whole = session_trails(stream(everyone), page=1, direction=direction, depth=depth)
+    assert np.concatenate([a_sessions, b_sessions])[order].tolist() == whole_sessions.tolist()
+    assert np.concatenate([a_trails, b_trails])[order].tolist() == whole.tolist()
 
 
 @pytest.fixture
@@ -411,6 +471,7 @@ def test_day_rows_are_fetched_once_per_row_version(short_settle, settings):
     a second report fetches none; a blanked row is read from its sessions' sequences and the
     rebuilt one fetched again; every report equals the reading without the cache. Committed
     transactions: a row version is named by its writing transaction."""
+    settings.ANALYTICS_SEQUENCE_RESULT_CACHE_BYTES = 0  # else the second report reads no rows at all
     pop = build_population(start=START, days=3, sessions=90)
     now = START + timedelta(days=2, hours=6)
     services.rollup_advance(now=now)
@@ -462,3 +523,75 @@ def test_day_cache_keeps_the_recent_rows_within_its_budget(settings):
     assert cache.get(2, "v2") is None  # another version of the row is a miss
     cache.put(6, "v1", DayPayload(b"x" * 101, b"", {}))  # larger than the budget: not kept
     assert cache.get(6, "v1") is None and cache.get(5, "v1") is not None
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_funnels_and_journeys_keep_what_they_computed_from_unchanged_days(short_settle, settings):
+    """A second report with the same terms reads no day rows: it reuses the days' stream and
+    reach (funnel) or trails (journeys), and matches only the recent sessions again; new events
+    of a visitor with closed sessions, a blanked day and its rebuild each give the reading
+    without any cache."""
+    pop = build_population(start=START, days=3, sessions=90)
+    now = START + timedelta(days=2, hours=6)
+    services.rollup_advance(now=now)
+    scope = selectors.scope_build(start=START.date(), end=(START + timedelta(days=2)).date(), now=now)
+    steps = selectors.funnel_steps_from_strings(["page:/", "page:/pricing"])
+
+    def reports():
+        return (
+            selectors.funnel_report(scope=scope, steps=steps, window=timedelta(days=1)),
+            selectors.journeys_report(scope=scope, page="/pricing", direction="next", depth=2, top=3),
+        )
+
+    def uncached():
+        settings.ANALYTICS_SEQUENCE_DAY_CACHE_BYTES = settings.ANALYTICS_SEQUENCE_RESULT_CACHE_BYTES = 0
+        try:
+            return reports()
+        finally:
+            settings.ANALYTICS_SEQUENCE_DAY_CACHE_BYTES = settings.ANALYTICS_SEQUENCE_RESULT_CACHE_BYTES = 1 << 26
+
+    DAY_RESULT_CACHE.clear()
+    DAY_CACHE.clear()
+    first = reports()
+    assert (DAY_RESULT_CACHE.hits, DAY_RESULT_CACHE.misses) == (0, 2)
+    day_lookups = DAY_CACHE.hits + DAY_CACHE.misses
+    assert reports() == first == uncached()
+    assert (DAY_RESULT_CACHE.hits, DAY_RESULT_CACHE.misses) == (2, 2)
+    assert DAY_CACHE.hits + DAY_CACHE.misses == day_lookups  # no day row looked at
+
+    # A visitor of a closed day comes back in an open session: "/" then "/pricing", inside the window.
+    day_rows = SequenceDay.objects.filter(stale=False)
+    closed = next(
+        s
+        for s in pop.sessions
+        if s.anonymous_id and any(s.pk in _day_sessions(row) for row in day_rows.filter(neuron_id=s.neuron_id))
+    )
+    mark = RollupWatermark.objects.get(granularity="session").closed_through
+    back = UserSessionFactory(
+        neuron=closed.neuron,
+        anonymous_id=closed.anonymous_id,
+        started_at=mark + timedelta(minutes=10),
+        last_activity_at=mark + timedelta(minutes=15),
+    )
+    for minute, path in ((0, "/"), (1, "/pricing"), (2, "/docs")):
+        BehaviorEventFactory(
+            session=back,
+            neuron=back.neuron,
+            event_type="page_view",
+            page_path=path,
+            timestamp=back.started_at + timedelta(minutes=minute),
+        )
+    assert not SessionSequence.objects.filter(session=back).exists()
+    with_back = reports()
+    assert with_back == uncached() and with_back != first
+    assert DAY_RESULT_CACHE.hits == 4  # the days are unchanged
+
+    victim = next(s for s in pop.sessions if SessionSequence.objects.filter(session_id=s.pk).exists())
+    UserSession.objects.filter(pk=victim.pk).delete()  # blanks its day's row: other versions
+    after_delete = reports()
+    assert after_delete == uncached()
+    assert DAY_RESULT_CACHE.misses == 4
+    services.rollup_advance(now=now)  # rebuilds the row
+    assert reports() == after_delete == uncached()
+    assert DAY_RESULT_CACHE.misses == 6
