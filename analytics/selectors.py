@@ -1416,7 +1416,9 @@ def funnel_report(*, scope: Scope, steps: Sequence[FunnelStep], window: timedelt
     """Visitors through ordered steps within `window` of their first step (events in range).
 
     Closed sessions are read from their packed sequences, the others from raw events;
-    analytics.sequences.funnel_reach matches every visitor at once."""
+    analytics.sequences.funnel_reach matches every visitor at once. What the closed days give
+    (their sorted stream, each visitor's reach) is kept while their rows are unchanged
+    (DAY_RESULT_CACHE); only the visitors of recent and open sessions are matched again."""
     any_step = Q(pk__in=[])
     for step in steps:
         any_step |= step.q()
@@ -1474,7 +1476,8 @@ def journeys_report(*, scope: Scope, page: str, direction: str, depth: int, top:
     """Page paths after (or before) a page, per session, from page views in the range.
 
     Closed sessions are read from their packed sequences, the others from raw events;
-    analytics.sequences builds every session's trail at once."""
+    analytics.sequences builds every session's trail at once. The closed days' trails are kept
+    while their rows are unchanged (DAY_RESULT_CACHE); only recent and open sessions are traced."""
     names: list[str] = []
     index: dict[str, int] = {}
 
