@@ -1073,9 +1073,9 @@ MAX_ACTION_FILTER = 64
 class _ClosedParts:
     """The closed sessions with an event in a report's range, in parts (every session in one).
 
-    `days`: whole closed days from their SequenceDay rows, read on demand (load_days), so a
-    report that holds what it computed from them (DAY_RESULT_CACHE, under `versions`) reads
-    none; `others`: the other sessions (recent or stale days), each from its own sequence."""
+    `load_days()`: whole closed days from their SequenceDay rows, read on demand, so a report
+    that holds what it computed from them (DAY_RESULT_CACHE, under `versions`) reads none;
+    `others`: the other sessions (recent or stale days), each from its own sequence."""
 
     versions: tuple[tuple[int, str], ...] | None  # the day rows' (pk, version); None: unnamed
     load_days: Callable[[], list[_Closed]]
@@ -1132,7 +1132,7 @@ def _closed_sequences(
             per_session |= day_q(neuron_id, day)
 
     def load_days() -> list[_Closed]:
-        payloads = _day_payloads(list(usable.items()), {pk: version for pk, version, *_ in listing})
+        payloads = _day_payloads({pk: version for pk, version, *_ in listing if pk in usable})
         # A row gone since the listing (outside a snapshot) is read from its sessions' sequences.
         gone = [usable[pk] for pk in usable if pk not in payloads]
         parts = [_day_sequences(p.headers, p.events, p.labels, scope.filters) for p in payloads.values()]
@@ -1141,7 +1141,7 @@ def _closed_sequences(
         return [part for part in parts if len(part.events)]
 
     others = _session_sequences(scope, per_session, actions)
-    versions = tuple((pk, version) for pk, version, _, _, stale in listing if not stale)
+    versions = tuple(sorted((pk, version) for pk, version, _, _, stale in listing if not stale))
     return _ClosedParts(versions, load_days, others)
 
 
@@ -1149,15 +1149,15 @@ def _closed_sequences(
 _ROW_VERSION = RawSQL("xmin::text || ctid::text", (), output_field=CharField())
 
 
-def _day_payloads(rows: list[tuple[int, Any]], versions: dict[int, str]) -> dict[int, DayPayload]:
-    """The payloads of these SequenceDay rows (pk first), in their order, from this process's
-    DAY_CACHE where it holds the row's listed version; only the others are fetched. A row gone
-    or changed since the listing is left out."""
+def _day_payloads(versions: dict[int, str]) -> dict[int, DayPayload]:
+    """The payloads of these SequenceDay rows (pk: listed version), in their order, from this
+    process's DAY_CACHE where it holds the listed version; only the others are fetched. A row
+    gone or changed since the listing is left out."""
     payloads: dict[int, DayPayload] = {}
-    for pk, _ in rows:
-        if (payload := DAY_CACHE.get(pk, versions[pk])) is not None:
+    for pk, version in versions.items():
+        if (payload := DAY_CACHE.get(pk, version)) is not None:
             payloads[pk] = payload
-    missing = [pk for pk, _ in rows if pk not in payloads]
+    missing = [pk for pk in versions if pk not in payloads]
     if missing:
         fetched = SequenceDay.objects.filter(pk__in=missing, stale=False).annotate(version=_ROW_VERSION)
         for pk, version, headers, events, labels in _binary_values(
@@ -1168,7 +1168,7 @@ def _day_payloads(rows: list[tuple[int, Any]], versions: dict[int, str]) -> dict
             DAY_CACHE.put(pk, version, payload)
             if version == versions[pk]:
                 payloads[pk] = payload
-    return {pk: payloads[pk] for pk, _ in rows if pk in payloads}
+    return {pk: payloads[pk] for pk in versions if pk in payloads}
 
 
 def _day_sequences(headers: bytes, events: bytes, labels: Any, filters: Filters) -> _Closed:
