@@ -30,6 +30,8 @@ class Figures:
     percentiles: dict[float, float] | None = None
     # The server's own CPU time per request (all its processes), when measured.
     cpu_ms: float | None = None
+    # The local PostgreSQL server's CPU time per request (all its processes), when measured.
+    db_cpu_ms: float | None = None
 
     @property
     def rate(self) -> float:
@@ -45,6 +47,8 @@ class Figures:
 
     def line(self) -> str:
         cpu = f"   server CPU {self.cpu_ms:.2f} ms/req" if self.cpu_ms is not None else ""
+        if self.db_cpu_ms is not None:
+            cpu += f"   database CPU {self.db_cpu_ms:.2f}"
         return (
             f"{self.label:<42} {self.rate:>9.0f} req/s   p50 {self.pct(50):>7.2f} ms   "
             f"p99 {self.pct(99):>7.2f} ms   errors {self.errors}{cpu}"
@@ -119,26 +123,18 @@ class Server:
         Per request, it is the server's cost whatever else loads the machine."""
         if self.proc is None:
             return 0.0
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.proc.pid:  # pgrp (start_new_session: the group of the server)
-                total += int(fields[11]) + int(fields[12])  # utime + stime
-        return total / ticks
+        pgrp = self.proc.pid  # start_new_session: the server's process group
+        return processes_cpu_seconds(lambda name, group: group == pgrp)
 
     def measure(self, run: Callable[[], Figures]) -> Figures:
-        """Run `run` and attach the server's CPU time per request to its figures."""
-        before = self.cpu_seconds()
+        """Run `run` and attach the server's and the local PostgreSQL's CPU time per request
+        to its figures (the latter counts every database on that server: run on a quiet one)."""
+        before, db_before = self.cpu_seconds(), postgres_cpu_seconds()
         figures = run()
         if figures.requests:
             figures.cpu_ms = (self.cpu_seconds() - before) / figures.requests * 1000
+            if db_before:
+                figures.db_cpu_ms = (postgres_cpu_seconds() - db_before) / figures.requests * 1000
         return figures
 
     def __exit__(self, *exc: object) -> None:
@@ -148,6 +144,29 @@ class Server:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def processes_cpu_seconds(select: Callable[[str, int], bool]) -> float:
+    """User + system CPU seconds of the processes `select(name, process_group)` picks, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                head, tail = handle.read().rsplit(")", 1)
+        except OSError:
+            continue
+        fields = tail.split()
+        if select(head.split("(", 1)[1], int(fields[2])):
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / ticks
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU of the PostgreSQL server processes on this machine (0 when there are none)."""
+    return processes_cpu_seconds(lambda name, group: name == "postgres")
 
 
 RequestFn = Callable[[httpx.AsyncClient], "asyncio.Future"]

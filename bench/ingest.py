@@ -184,6 +184,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8120)
     parser.add_argument("--copy-rows", type=int, default=100_000)
     parser.add_argument("--single-sessions", type=int, default=16, help="sessions the single events go to in turn")
+    parser.add_argument("--singles-only", action="store_true", help="skip the batches and the COPY baseline")
     args = parser.parse_args()
 
     env = bench_env()
@@ -199,13 +200,14 @@ def main() -> None:
     with Server(args.server, args.port, env, workers=args.workers, threads=args.threads) as server:
         sessions = sessions_create(server.url, key, args.concurrency + args.single_sessions)
         single_sessions, batch_sessions = sessions[: args.single_sessions], sessions[args.single_sessions :]
-        asyncio.run(batched(server.url, batch_sessions, 1))  # warm-up
-        before = stored_rows(dsn, [sid for sid, _ in batch_sessions])
-        cpu_before = server.cpu_seconds()
-        batch_figures, accepted = asyncio.run(batched(server.url, batch_sessions, args.seconds))
-        if batch_figures.requests:
-            batch_figures.cpu_ms = (server.cpu_seconds() - cpu_before) / batch_figures.requests * 1000
-        rows = stored_rows(dsn, [sid for sid, _ in batch_sessions]) - before
+        if not args.singles_only:
+            asyncio.run(batched(server.url, batch_sessions, 1))  # warm-up
+            before = stored_rows(dsn, [sid for sid, _ in batch_sessions])
+            cpu_before = server.cpu_seconds()
+            batch_figures, accepted = asyncio.run(batched(server.url, batch_sessions, args.seconds))
+            if batch_figures.requests:
+                batch_figures.cpu_ms = (server.cpu_seconds() - cpu_before) / batch_figures.requests * 1000
+            rows = stored_rows(dsn, [sid for sid, _ in batch_sessions]) - before
 
         single_headers = {"Content-Type": "application/json", "User-Agent": UA}
         counter = itertools.count()
@@ -265,18 +267,18 @@ def main() -> None:
                 )
             )
             singles.append((fixed, flat))
-    copy_rate = copy_baseline(dsn, args.copy_rows)
-
-    events_rate = accepted / batch_figures.seconds
     print()
-    print(batch_figures.line())
-    print(
-        f"  events/s accepted: {events_rate:,.0f}   accepted {accepted:,}   stored rows {rows:,}   "
-        f"{'match' if rows == accepted else 'MISMATCH'}"
-    )
-    print(f"  raw psycopg COPY, one COPY + commit per {BATCH} rows: {copy_rate:,.0f} rows/s")
-    print(f"  ingestion / COPY: {events_rate / copy_rate:.2f}   (target >= 0.33)")
-    print(f"  target >= 10,000 events/s: {'meets' if events_rate >= 10_000 else 'MISSES'}")
+    if not args.singles_only:
+        copy_rate = copy_baseline(dsn, args.copy_rows)
+        events_rate = accepted / batch_figures.seconds
+        print(batch_figures.line())
+        print(
+            f"  events/s accepted: {events_rate:,.0f}   accepted {accepted:,}   stored rows {rows:,}   "
+            f"{'match' if rows == accepted else 'MISMATCH'}"
+        )
+        print(f"  raw psycopg COPY, one COPY + commit per {BATCH} rows: {copy_rate:,.0f} rows/s")
+        print(f"  ingestion / COPY: {events_rate / copy_rate:.2f}   (target >= 0.33)")
+        print(f"  target >= 10,000 events/s: {'meets' if events_rate >= 10_000 else 'MISSES'}")
     for fixed, flat in singles:
         print(fixed.line())
         print(flat.line())

@@ -202,6 +202,10 @@ if DATABASE_URL:
         # to their sessions instead of scanning every session.
         _pg_options = f"-c random_page_cost={float(env_str('DATABASE_RANDOM_PAGE_COST') or 1.1)}"
         _db.setdefault("OPTIONS", {})["options"] = _pg_options
+        # Server-side prepared statements only where the code asks for them
+        # (sessions_app.ingestion.server_cursor(prepared=True)): psycopg prepares a statement
+        # by itself after this many runs on one connection, i.e. never.
+        _db["OPTIONS"]["prepare_threshold"] = 2**31 - 1
     DATABASES = {"default": _db}
 else:
     DATABASES = {

@@ -14,6 +14,7 @@ minutes with twenty interactions and a purchase scores 100.
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 WEIGHTS = {"duration": 0.35, "depth": 0.25, "interactions": 0.25, "conversions": 0.15}
@@ -28,4 +29,31 @@ def engagement_score(*, duration: timedelta, page_views: int, interactions: int,
     i = min(max(interactions, 0) / INTERACTION_SATURATION, 1.0)
     c = 1.0 if conversions > 0 else 0.0
     raw = WEIGHTS["duration"] * d + WEIGHTS["depth"] * p + WEIGHTS["interactions"] * i + WEIGHTS["conversions"] * c
-    return round(100.0 * raw, 2)
+    # Half up to the hundredth, in double arithmetic only, so engagement_score_sql gives the same bits.
+    return math.floor(100.0 * raw * 100.0 + 0.5) / 100.0
+
+
+def engagement_score_sql(*, seconds: str, page_views: str, interactions: str, conversions: str) -> str:
+    """engagement_score as a PostgreSQL expression over SQL expressions for its inputs
+    (`seconds`: the duration in seconds, double precision; the others integers).
+
+    The same double-precision operations in the same order, so it returns exactly what
+    engagement_score returns (a test holds the two together): the group commit of single
+    events updates a session's score in the statement that stores its event.
+    """
+
+    def f(value: float) -> str:
+        return f"{value!r}::float8"
+
+    def capped(expr: str) -> str:
+        return f"least({expr}, {f(1.0)})"
+
+    d = capped(f"greatest({seconds}, {f(0.0)}) / {f(DURATION_SATURATION.total_seconds())}")
+    p = capped(f"greatest(({page_views}) - 1, 0)::float8 / {f(float(DEPTH_SATURATION))}")
+    i = capped(f"greatest({interactions}, 0)::float8 / {f(float(INTERACTION_SATURATION))}")
+    c = f"(CASE WHEN ({conversions}) > 0 THEN {f(1.0)} ELSE {f(0.0)} END)"
+    raw = " + ".join(
+        f"{f(WEIGHTS[name])} * {term}"
+        for name, term in (("duration", d), ("depth", p), ("interactions", i), ("conversions", c))
+    )
+    return f"(floor({f(100.0)} * ({raw}) * {f(100.0)} + {f(0.5)}) / {f(100.0)})"

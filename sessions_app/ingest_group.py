@@ -3,10 +3,8 @@
 A page sends most events one at a time (a page view, a click), so the single-event
 request is the common one, and its cost was four round trips and a commit of its own
 (BEGIN, the locking read, the write, COMMIT) for one row. Here the requests that arrive
-while another one is being written wait for it and are then written together: one
-transaction, one locking read of all their sessions, one INSERT of all their events, one
-UPDATE of all their sessions' counters, one commit. Each request still answers only once
-its own event is committed, so "a 200 means stored" holds.
+while another one is being written wait for it and are then written together. Each
+request still answers only once its own event is committed, so "a 200 means stored" holds.
 
 There is no flusher thread and no timer. The first request to find no write in progress
 writes its own event at once (a lone request waits for nobody); those arriving meanwhile
@@ -14,12 +12,21 @@ queue, and when the write ends one of them writes the whole queue. A batch is at
 large as the requests the server runs at once (its threads), and each request runs its
 own thread's database connection, as Django expects.
 
+A group is written by one prepared statement in autocommit (PLAIN_SQL): it locks the
+group's sessions, keeps the events whose session is live with analytics consent, inserts
+them (ON CONFLICT DO NOTHING tells duplicates), and updates those sessions' counters, last
+activity, expiry and engagement score from what went in, all in one round trip and one
+commit. That covers the sessions for which nothing else follows a stored event. Events of
+sessions with personalization consent, whose interest vectors change in the same
+transaction (ingestion.events_stored), are then written together in a transaction of
+their own (the locking read, one INSERT, one UPDATE, the interest vectors, COMMIT).
+
 Only the plain case takes this path: one event with a valid bearer token, for a live
 session with analytics consent. Everything else (batches, beacons, the previous token
 during its grace, ended sessions, no consent, bad input, a message id repeated inside
 the group) falls back to the regular view, which answers exactly as before. If a group's
-transaction fails for any reason, nothing of it is stored and every request in it falls
-back, one by one.
+statement or transaction fails for any reason, nothing of it is stored and every request
+in it falls back, one by one.
 
 A group locks all its sessions' rows. While another transaction holds one of them (a
 batch for that session, an ending or rotation), the whole group waits for it, and so do
@@ -33,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -45,8 +52,10 @@ from django.utils import timezone
 
 from config.api.errors import ApplicationError
 from privacy.consent import has_consent
-from sessions_app.event_input import EventIn, events_payload_parse
+from sessions_app.engagement import engagement_score_sql
+from sessions_app.event_input import CONVERSION_TYPES, PAGE_VIEW_TYPES, EventIn, events_payload_parse
 from sessions_app.ingestion import (
+    EVENT_COLUMNS,
     EVENTS_INSERT_SQL,
     IngestResult,
     StoredEvent,
@@ -59,8 +68,8 @@ from sessions_app.ingestion import (
     server_cursor,
     session_end_time,
 )
-from sessions_app.live import live_record_many
-from sessions_app.models import UserSession
+from sessions_app.live import LiveRecord, live_record_many
+from sessions_app.models import BehaviorEvent, UserSession
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +109,75 @@ _UPDATE_SQL = (
     f"UPDATE {_SESSIONS} AS s SET {', '.join(f'{name} = u.{name}' for name in COUNTER_COLUMNS)} "
     f"FROM json_populate_recordset(NULL::{_SESSIONS}, %s) AS u WHERE s.id = u.id"
 )
+
+
+def _sql_strings(values) -> str:
+    return ", ".join(f"'{value}'" for value in sorted(values))
+
+
+# The new counters of a session `u` once `n` (what went in for it) is added; the UPDATE
+# refers to the row it updates, so under a concurrent update it adds to the newest version.
+_NEW = {
+    "event_count": "u.event_count + n.stored",
+    "page_view_count": "u.page_view_count + n.page_views",
+    "conversion_count": "u.conversion_count + n.conversions",
+    "interaction_count": "u.interaction_count + n.stored - n.page_views - n.conversions",
+    "last_activity_at": "greatest(u.last_activity_at, n.now)",
+}
+# One group in one statement (module docstring). Parameters: the group as a JSON array
+# (k: its index in the group), its token hashes, the idle timeout and the absolute lifetime.
+# Events are kept (m) for a live session with analytics consent (the regular path answers
+# the others); `plain`: without personalization consent, written here; the others are
+# returned for the transaction. A message id repeated inside the group is written once (nth).
+PLAIN_SQL = f"""
+WITH j AS (
+  SELECT * FROM json_to_recordset(%s::json) AS j(
+    k int, token_hash text, public_id uuid, event_type text, event_name text, properties jsonb,
+    page_url text, page_path text, page_title text, referrer text, timestamp timestamptz,
+    received_at timestamptz, message_id text)
+),
+s AS (
+  SELECT id, public_id, neuron_id, profile_id, anonymous_id, token_hash, consent, expires_at, ended_at
+  FROM {_SESSIONS} WHERE token_hash = ANY(%s::text[]) ORDER BY id FOR UPDATE
+),
+m AS (
+  SELECT j.*, s.id AS session_id, s.neuron_id, s.profile_id, s.anonymous_id,
+    coalesce(s.consent -> 'personalization' IN ('false'::jsonb, 'null'::jsonb), true) AS plain
+  FROM j JOIN s ON s.token_hash = j.token_hash AND s.public_id = j.public_id
+  WHERE s.ended_at IS NULL AND s.expires_at > j.received_at AND s.consent -> 'analytics' = 'true'::jsonb
+),
+acc AS (
+  SELECT m.*, row_number() OVER (PARTITION BY neuron_id, message_id ORDER BY k) AS nth FROM m WHERE plain
+),
+ins AS (
+  INSERT INTO {BehaviorEvent._meta.db_table} ({", ".join(EVENT_COLUMNS)})
+  SELECT {", ".join(EVENT_COLUMNS)} FROM acc WHERE nth = 1
+  ON CONFLICT (neuron_id, message_id) DO NOTHING RETURNING session_id, message_id, event_type
+),
+n AS (
+  SELECT acc.session_id, max(acc.received_at) AS now, count(ins.message_id) AS stored,
+    count(ins.message_id) FILTER (WHERE ins.event_type IN ({_sql_strings(PAGE_VIEW_TYPES)})) AS page_views,
+    count(ins.message_id) FILTER (WHERE ins.event_type IN ({_sql_strings(CONVERSION_TYPES)})) AS conversions
+  FROM acc LEFT JOIN ins ON ins.session_id = acc.session_id AND ins.message_id = acc.message_id
+  WHERE acc.nth = 1 GROUP BY acc.session_id
+),
+upd AS (
+  UPDATE {_SESSIONS} AS u SET {", ".join(f"{name} = {value}" for name, value in _NEW.items())},
+    expires_at = least({_NEW["last_activity_at"]} + %s, u.started_at + %s),
+    engagement_score = {
+    engagement_score_sql(
+        seconds=f"extract(epoch FROM {_NEW['last_activity_at']} - u.started_at)::float8",
+        page_views=_NEW["page_view_count"],
+        interactions=_NEW["interaction_count"],
+        conversions=_NEW["conversion_count"],
+    )
+}
+  FROM n WHERE u.id = n.session_id
+)
+SELECT m.k, m.plain, acc.nth = 1, ins.message_id IS NOT NULL, m.neuron_id
+FROM m LEFT JOIN acc ON acc.k = m.k
+LEFT JOIN ins ON acc.nth = 1 AND ins.session_id = acc.session_id AND ins.message_id = acc.message_id
+"""
 
 
 @dataclass(eq=False, slots=True)
@@ -156,15 +234,77 @@ GROUP = GroupCommit()
 
 
 def group_write(group: list[Pending]) -> None:
-    """Write a group in one transaction and set each member's result; on any failure
-    nothing is stored and every result stays None."""
+    """Write a group and set each member's result (None: the regular path answers it); on
+    any failure nothing of the failed statement or transaction is stored and its members'
+    results stay None."""
     try:
-        with transaction.atomic():
-            _write(group)
+        personal = _write_plain(group)
     except Exception:
         logger.exception("group commit of %d events failed; each takes the regular path", len(group))
         for pending in group:
             pending.result = None
+        return
+    if not personal:
+        return
+    try:
+        with transaction.atomic():
+            _write(personal)
+    except Exception:
+        logger.exception("group commit of %d events failed; each takes the regular path", len(personal))
+        for pending in personal:
+            pending.result = None
+
+
+def _write_plain(group: list[Pending]) -> list[Pending]:
+    """PLAIN_SQL: one statement, its own transaction. Returns the members whose sessions
+    have personalization consent, for _write."""
+    document = orjson.dumps(
+        [
+            {
+                "k": k,
+                "token_hash": p.token_hash,
+                "public_id": p.session_id,
+                "event_type": p.event.event_type,
+                "event_name": p.event.event_name,
+                "properties": p.event.properties,
+                "page_url": p.event.page_url,
+                "page_path": p.event.page_path,
+                "page_title": p.event.page_title,
+                "referrer": p.event.referrer,
+                "timestamp": p.time,
+                "received_at": p.received_at,
+                "message_id": p.event.message_id,
+            }
+            for k, p in enumerate(group)
+        ]
+    ).decode()
+    params = [
+        document,
+        sorted({p.token_hash for p in group}),
+        settings.SESSION_IDLE_TIMEOUT,
+        settings.SESSION_ABSOLUTE_LIFETIME,
+    ]
+    with server_cursor(prepared=True) as cursor:
+        cursor.execute(PLAIN_SQL, params)
+        rows = cursor.fetchall()
+    personal: list[Pending] = []
+    stored: dict[UUID, LiveRecord] = {}
+    for k, plain, first, inserted, neuron_id in rows:
+        pending = group[k]
+        if not plain:
+            personal.append(pending)
+        elif first:  # a repeat of a message id in the group stays None: the regular path answers it
+            pending.result = IngestResult(stored=int(inserted), duplicates=int(not inserted), anonymous=0)
+            if inserted:
+                record = stored.setdefault(
+                    pending.session_id,
+                    LiveRecord(neuron_id=neuron_id, event_types=Counter(), session_key=str(pending.session_id)),
+                )
+                record.event_types[pending.event.event_type] += 1
+    if stored:
+        records = list(stored.values())
+        transaction.on_commit(lambda: live_record_many(records))  # at once in autocommit
+    return personal
 
 
 def _write(group: list[Pending]) -> None:

@@ -247,11 +247,24 @@ def events_json(rows: list[tuple]) -> str:
     return orjson.dumps([dict(zip(EVENT_COLUMNS, row, strict=True)) for row in rows]).decode()
 
 
-def server_cursor():
+class _PreparingCursor(psycopg.Cursor):
+    """Prepares every statement it executes (once per connection; psycopg keeps them)."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
+
+
+def server_cursor(*, prepared: bool = False):
     """A cursor on Django's PostgreSQL connection (same transaction, query log and error
-    translation) that binds parameters on the server instead of quoting them into the text."""
+    translation) that binds parameters on the server instead of quoting them into the text.
+
+    `prepared=True`: its statements are prepared on the server the first time the
+    connection runs them, so later runs skip parsing and, once PostgreSQL settles on a
+    generic plan, planning (the connection's `prepare_threshold` must not be None; the
+    settings give a threshold no statement reaches by itself, so only these are prepared).
+    """
     connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
+    raw = (_PreparingCursor if prepared else psycopg.Cursor)(connection.connection)
     return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
 
 
@@ -364,7 +377,10 @@ def events_stored(*, session: UserSession, events: list[StoredEvent], publish: b
     """Everything that follows newly stored events, inside the ingest transaction.
 
     The single place for consumers of new events (interest vectors, segments): a hook
-    called here commits or rolls back with the events. Duplicates never reach it.
+    called here commits or rolls back with the events. Duplicates never reach it. The
+    group commit's one statement (ingest_group.PLAIN_SQL) stores single events without
+    calling this for sessions where it only publishes live counters (no personalization
+    consent); a hook that does more for such sessions must narrow that statement's `plain`.
     Live counters are published only after commit, so they never count a rolled-back event;
     with `publish=False` the caller publishes the returned record after its commit (the
     group commit publishes its sessions' records together).

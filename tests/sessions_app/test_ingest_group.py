@@ -3,7 +3,10 @@
 The regular path's behaviour is covered by test_events_apis, whose single-event tests
 take the group path on PostgreSQL; here: that the group path is taken, that it stores
 what the regular path would, that concurrent requests are written together with each
-answered after its own commit, and that everything it does not take falls back.
+answered after its own commit, and that everything it does not take falls back. Most
+tests run for both ways a group is written: sessions without personalization consent
+("plain": the one statement) and with it ("personal": the statement hands them to a
+transaction that also updates interest vectors).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from django.db import connection
 from django.utils import timezone
 
 from sessions_app import ingest_group
+from sessions_app.engagement import engagement_score
 from sessions_app.event_input import EventIn
 from sessions_app.ingest_group import GROUP
+from sessions_app.ingestion import IngestResult
 from sessions_app.live import live_reset_backoff, live_snapshot
 from sessions_app.models import AnonymousTrafficCount, BehaviorEvent, UserSession
 from sessions_app.services import session_end
@@ -34,6 +39,16 @@ pytestmark = [
     pytest.mark.django_db,
     pytest.mark.skipif(connection.vendor != "postgresql", reason="group commit runs on PostgreSQL only"),
 ]
+
+CONSENTS = {
+    "plain": {"analytics": True, "personalization": False},
+    "personal": {"analytics": True, "personalization": True},
+}
+
+
+@pytest.fixture(params=sorted(CONSENTS))
+def consent(request) -> dict:
+    return CONSENTS[request.param]
 
 
 def make_session(**kwargs):
@@ -66,12 +81,16 @@ EVENT = {
 }
 
 
-def test_a_single_event_is_committed_by_the_group_path_as_the_regular_path_would(settings):
+def test_a_single_event_is_committed_by_the_group_path_as_the_regular_path_would(settings, consent):
     """Same row, same counters, engagement and expiry, same answer; only the path differs."""
     started = timezone.now() - timedelta(minutes=3)
     profile = GlobalUserProfileFactory()
-    grouped_session, grouped_token = make_session(neuron=profile.neuron, profile=profile, started_at=started)
-    regular_session, regular_token = make_session(neuron=profile.neuron, profile=profile, started_at=started)
+    grouped_session, grouped_token = make_session(
+        neuron=profile.neuron, profile=profile, started_at=started, consent=consent
+    )
+    regular_session, regular_token = make_session(
+        neuron=profile.neuron, profile=profile, started_at=started, consent=consent
+    )
 
     before = counts()
     sent = {**EVENT, "sentAt": "2026-11-29T12:00:05.000Z"}
@@ -104,11 +123,14 @@ def test_a_single_event_is_committed_by_the_group_path_as_the_regular_path_would
     assert grouped_session.last_activity_at == g.received_at
     assert grouped_session.expires_at == grouped_session.last_activity_at + django_settings.SESSION_IDLE_TIMEOUT
     assert grouped_session.engagement_score == pytest.approx(regular_session.engagement_score, abs=0.05)
+    assert grouped_session.engagement_score == engagement_score(
+        duration=grouped_session.last_activity_at - started, page_views=1, interactions=0, conversions=0
+    )
     assert grouped_session.engagement_score > 0
 
 
-def test_a_resent_event_is_a_duplicate_and_still_counts_as_activity():
-    session, token = make_session(last_activity_at=timezone.now() - timedelta(minutes=5))
+def test_a_resent_event_is_a_duplicate_and_still_counts_as_activity(consent):
+    session, token = make_session(last_activity_at=timezone.now() - timedelta(minutes=5), consent=consent)
     assert post(token, session, {**EVENT, "messageId": "m-1"}).json()["stored"] == 1
     session.refresh_from_db()
     first_activity = session.last_activity_at
@@ -120,33 +142,39 @@ def test_a_resent_event_is_a_duplicate_and_still_counts_as_activity():
     assert BehaviorEvent.objects.filter(session=session).count() == 1
     assert session.event_count == 1
     assert session.last_activity_at > first_activity
+    assert session.expires_at == session.last_activity_at + django_settings.SESSION_IDLE_TIMEOUT
 
 
 def test_personalization_hooks_run_for_grouped_events():
-    """events_stored runs in the group's transaction: the interest vector follows."""
+    """events_stored runs in the group's transaction: the interest vector follows; without
+    personalization consent the statement stores the event and no vector is built."""
     from personalization.models import SessionInterest
 
-    session, token = make_session(consent={"analytics": True, "personalization": True})
+    shoes = {"eventType": "page_view", "page": {"url": "https://shop.example.com/shoes/trail-42"}}
+    personal, personal_token = make_session(consent=CONSENTS["personal"])
+    plain, plain_token = make_session(consent=CONSENTS["plain"])
     before = counts()
-    shoes = {"eventType": "page_view", "page": {"url": "https://shop.example.com/shoes/trail-42"}, "messageId": "p-1"}
-    assert post(token, session, shoes).status_code == 200
-    assert grouped(before) == (1, 1)
-    assert SessionInterest.objects.filter(session=session, event_count=1).exists()
+    assert post(personal_token, personal, {**shoes, "messageId": "p-1"}).status_code == 200
+    assert post(plain_token, plain, {**shoes, "messageId": "p-2"}).status_code == 200
+    assert grouped(before) == (2, 2)
+    assert SessionInterest.objects.filter(session=personal, event_count=1).exists()
+    assert not SessionInterest.objects.filter(session=plain).exists()
+    assert BehaviorEvent.objects.filter(session__in=[personal, plain]).count() == 2
 
 
 @pytest.mark.parametrize(
     "case",
     ["batch", "no analytics consent", "ended within grace", "another session's token", "previous token", "bad input"],
 )
-def test_what_the_group_path_does_not_take_is_answered_by_the_regular_path(case):
-    session, token = make_session()
+def test_what_the_group_path_does_not_take_is_answered_by_the_regular_path(case, consent):
+    session, token = make_session(consent=consent)
     url_session = session
     body = {**EVENT, "messageId": f"f-{case}"}
     expected = {"stored": 1, "duplicates": 0, "anonymous": 0}
     if case == "batch":
         body = {"events": [body]}
     elif case == "no analytics consent":
-        session.consent = {"analytics": False}
+        session.consent = {**consent, "analytics": False}
         session.save(update_fields=["consent"])
         expected = {"stored": 0, "duplicates": 0, "anonymous": 1}
     elif case == "ended within grace":
@@ -179,13 +207,17 @@ def test_what_the_group_path_does_not_take_is_answered_by_the_regular_path(case)
             assert AnonymousTrafficCount.objects.get().events == 1
 
 
-def test_a_failed_group_stores_nothing_and_its_requests_take_the_regular_path(monkeypatch):
-    session, token = make_session()
+@pytest.mark.parametrize("failing", ["statement", "transaction"])
+def test_a_failed_group_stores_nothing_and_its_requests_take_the_regular_path(monkeypatch, failing):
+    session, token = make_session(consent=CONSENTS["plain" if failing == "statement" else "personal"])
 
     def broken(*args, **kwargs):
         raise psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
 
-    monkeypatch.setattr(ingest_group, "_update", broken)
+    if failing == "statement":
+        monkeypatch.setattr(ingest_group, "server_cursor", broken)
+    else:
+        monkeypatch.setattr(ingest_group, "_update", broken)
     before = counts()
     response = post(token, session, {**EVENT, "messageId": "x-1"})
     assert response.status_code == 200, response.content
@@ -196,21 +228,33 @@ def test_a_failed_group_stores_nothing_and_its_requests_take_the_regular_path(mo
     assert session.event_count == 1
 
 
-def test_a_group_costs_three_queries_whatever_its_size(django_assert_num_queries):
-    """The locking read, the INSERT and the UPDATE, for any number of events and sessions
-    (without personalization consent: with it, the interest vectors add theirs per session)."""
-    sessions = [make_session(consent={"analytics": True}) for _ in range(3)]
+def _pending(session: UserSession, token: str, message_id: str, event_type: str = "click") -> ingest_group.Pending:
     now = timezone.now()
-    group = [
-        ingest_group.Pending(
-            token_hash=digest(token),
-            session_id=session.public_id,
-            event=EventIn(event_type="click", message_id=f"q-{i}"),
-            time=now,
-            received_at=now,
-        )
-        for i, (session, token) in enumerate(sessions * 3)
-    ]
+    return ingest_group.Pending(
+        token_hash=digest(token),
+        session_id=session.public_id,
+        event=EventIn(event_type=event_type, message_id=message_id),
+        time=now,
+        received_at=now,
+    )
+
+
+def test_a_group_costs_one_statement_whatever_its_size(django_assert_num_queries):
+    """Without personalization consent: one statement for any number of events and sessions."""
+    sessions = [make_session(consent=CONSENTS["plain"]) for _ in range(3)]
+    group = [_pending(session, token, f"q-{i}") for i, (session, token) in enumerate(sessions * 3)]
+    with django_assert_num_queries(1):
+        ingest_group.group_write(group)
+    assert all(p.result is not None and p.result.stored == 1 for p in group)
+    assert BehaviorEvent.objects.count() == 9
+    assert sorted(UserSession.objects.values_list("event_count", flat=True)) == [3, 3, 3]
+
+
+def test_a_transaction_costs_three_queries_whatever_its_size(django_assert_num_queries):
+    """The locking read, the INSERT and the UPDATE, for any number of events and sessions
+    (with personalization consent the interest vectors add theirs per session)."""
+    sessions = [make_session(consent=CONSENTS["plain"]) for _ in range(3)]
+    group = [_pending(session, token, f"q-{i}") for i, (session, token) in enumerate(sessions * 3)]
     with django_assert_num_queries(3):
         ingest_group._write(group)
     assert all(p.result is not None and p.result.stored == 1 for p in group)
@@ -218,8 +262,70 @@ def test_a_group_costs_three_queries_whatever_its_size(django_assert_num_queries
     assert sorted(UserSession.objects.values_list("event_count", flat=True)) == [3, 3, 3]
 
 
+def test_a_mixed_group_stores_what_it_takes_and_hands_back_the_rest():
+    """Plain and personal sessions, a duplicate, a repeated message id, an ended session,
+    no analytics consent, a token for another session: each member's answer is what the
+    regular path would give, or None for the regular path to give it."""
+    neuron = NeuronFactory()
+    plain, plain_token = make_session(neuron=neuron, consent=CONSENTS["plain"])
+    personal, personal_token = make_session(neuron=neuron, consent=CONSENTS["personal"])
+    ended, ended_token = make_session(neuron=neuron, consent=CONSENTS["plain"])
+    session_end(session=ended)
+    anonymous, anonymous_token = make_session(neuron=neuron, consent={"analytics": False})
+    other, _ = make_session(neuron=neuron, consent=CONSENTS["plain"])
+    BehaviorEvent.objects.create(
+        neuron=neuron,
+        session=plain,
+        anonymous_id=plain.anonymous_id,
+        event_type="click",
+        message_id="known",
+        timestamp=timezone.now(),
+        received_at=timezone.now(),
+    )
+    group = {
+        "plain view": _pending(plain, plain_token, "v-1", "page_view"),
+        "plain conversion": _pending(plain, plain_token, "c-1", "conversion"),
+        "plain duplicate": _pending(plain, plain_token, "known"),
+        "repeat, first": _pending(plain, plain_token, "same"),
+        "repeat, second": _pending(personal, personal_token, "same"),
+        "repeat inside plain": _pending(plain, plain_token, "twice"),
+        "repeat inside plain, second": _pending(plain, plain_token, "twice"),
+        "personal": _pending(personal, personal_token, "p-1", "page_view"),
+        "ended": _pending(ended, ended_token, "e-1"),
+        "no consent": _pending(anonymous, anonymous_token, "a-1"),
+        "wrong session": _pending(other, plain_token, "w-1"),
+    }
+    ingest_group.group_write(list(group.values()))
+    results = {name: p.result for name, p in group.items()}
+    stored = IngestResult(stored=1, duplicates=0, anonymous=0)
+    duplicate = IngestResult(stored=0, duplicates=1, anonymous=0)
+    assert results == {
+        "plain view": stored,
+        "plain conversion": stored,
+        "plain duplicate": duplicate,
+        "repeat, first": stored,
+        "repeat, second": duplicate,  # the personal transaction follows the statement's commit
+        "repeat inside plain": stored,
+        "repeat inside plain, second": None,
+        "personal": stored,
+        "ended": None,
+        "no consent": None,
+        "wrong session": None,
+    }
+    plain.refresh_from_db()
+    personal.refresh_from_db()
+    assert (plain.event_count, plain.page_view_count, plain.conversion_count, plain.interaction_count) == (4, 1, 1, 2)
+    assert (personal.event_count, personal.page_view_count) == (1, 1)
+    assert plain.last_activity_at == group["repeat inside plain"].received_at  # the last one it took
+    assert plain.engagement_score == engagement_score(
+        duration=plain.last_activity_at - plain.started_at, page_views=1, interactions=2, conversions=1
+    )
+    assert BehaviorEvent.objects.filter(session=plain).count() == 5  # "known" and four stored
+    assert not BehaviorEvent.objects.filter(session__in=[ended, anonymous, other]).exists()
+
+
 @pytest.mark.django_db(transaction=True)
-def test_requests_arriving_during_a_write_are_committed_together_each_after_its_commit():
+def test_requests_arriving_during_a_write_are_committed_together_each_after_its_commit(consent):
     """One request writes while others queue; the queue is then written as one group.
 
     Holding one session's row lock from another connection stalls the first write, so the
@@ -229,7 +335,7 @@ def test_requests_arriving_during_a_write_are_committed_together_each_after_its_
     """
     live_reset_backoff()
     neuron = NeuronFactory()
-    sessions = [make_session(neuron=neuron) for _ in range(4)]
+    sessions = [make_session(neuron=neuron, consent=consent) for _ in range(4)]
     (blocked, blocked_token), (a, a_token), (b, b_token), (c, c_token) = sessions
     assert post(c_token, c, {**EVENT, "messageId": "known"}).json()["stored"] == 1
 
@@ -242,10 +348,7 @@ def test_requests_arriving_during_a_write_are_committed_together_each_after_its_
         finally:
             connection.close()
 
-    dsn = connection.settings_dict
-    holder = psycopg.connect(
-        host=dsn["HOST"] or None, port=dsn["PORT"] or None, dbname=dsn["NAME"], user=dsn["USER"], autocommit=False
-    )
+    holder = _connect()
     before = counts()
     try:
         holder.execute("SELECT id FROM user_sessions WHERE id = %s FOR UPDATE", [blocked.pk])
@@ -288,6 +391,60 @@ def test_requests_arriving_during_a_write_are_committed_together_each_after_its_
     assert BehaviorEvent.objects.filter(neuron=neuron, message_id="same").count() == 1
     # Each group published its sessions' live counters once, after its commit.
     assert live_snapshot(neuron_id=neuron.pk)["events"] == sum(rows.values())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_statement_adds_to_what_another_transaction_committed_while_it_waited():
+    """The statement waits for a session's row lock; the UPDATE then adds its event to the
+    counters of the row as that transaction left it, not as the statement first saw it."""
+    live_reset_backoff()
+    session, token = make_session(consent=CONSENTS["plain"])
+    holder = _connect()
+    results = {}
+
+    def send():
+        try:
+            results["response"] = post(token, session, {**EVENT, "messageId": "late-1"}).json()
+        finally:
+            connection.close()
+
+    try:
+        holder.execute(
+            "UPDATE user_sessions SET event_count = event_count + 5, page_view_count = page_view_count + 5 "
+            "WHERE id = %s",
+            [session.pk],
+        )
+        thread = threading.Thread(target=send)
+        thread.start()
+        _wait_for(lambda: _waiting_on_a_lock(holder) == 1)
+        holder.commit()
+    finally:
+        holder.rollback()
+        holder.close()
+    thread.join(10)
+    assert results["response"] == _stored(1)
+    session.refresh_from_db()
+    assert (session.event_count, session.page_view_count) == (6, 6)
+    assert session.engagement_score == engagement_score(
+        duration=session.last_activity_at - session.started_at, page_views=6, interactions=0, conversions=0
+    )
+
+
+def _connect() -> psycopg.Connection:
+    dsn = connection.settings_dict
+    return psycopg.connect(
+        host=dsn["HOST"] or None, port=dsn["PORT"] or None, dbname=dsn["NAME"], user=dsn["USER"], autocommit=False
+    )
+
+
+def _waiting_on_a_lock(holder: psycopg.Connection) -> int:
+    with psycopg.connect(
+        host=holder.info.host, port=holder.info.port, dbname=holder.info.dbname, user=holder.info.user, autocommit=True
+    ) as probe:
+        return probe.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            ["%json_to_recordset%"],
+        ).fetchone()[0]
 
 
 def _stored(n: int) -> dict:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from privacy.consent import consent_resolve
-from sessions_app.engagement import engagement_score
+from sessions_app.engagement import engagement_score, engagement_score_sql
 from sessions_app.enrichment import truncate_ip
 from sessions_app.models import UserSession
 from sessions_app.services import session_expire_idle, session_expiry
@@ -131,3 +132,36 @@ def test_consent_resolution_order_defaults_previous_given_then_gpc(settings):
         "fingerprinting": False,
         "saleSharing": False,
     }
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the SQL form runs on PostgreSQL")
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    microseconds=st.one_of(
+        st.integers(min_value=-(10**7), max_value=2 * 86_400 * 10**6),
+        # around the points where the score's last digit is a tie or the duration saturates
+        st.integers(min_value=0, max_value=700).map(lambda s: s * 10**6),
+        st.integers(min_value=0, max_value=6_000).map(lambda s: s * 10**5 + 1),
+    ),
+    page_views=st.integers(min_value=0, max_value=40),
+    interactions=st.integers(min_value=0, max_value=40),
+    conversions=st.integers(min_value=0, max_value=3),
+)
+def test_engagement_in_sql_equals_engagement_in_python(microseconds, page_views, interactions, conversions):
+    """The group commit computes the score in its statement: the same bits as the Python."""
+    started = timezone.now().replace(microsecond=0)
+    last = started + timedelta(microseconds=microseconds)
+    expression = engagement_score_sql(
+        seconds="extract(epoch FROM %s::timestamptz - %s::timestamptz)::float8",
+        page_views="%s::int",
+        interactions="%s::int",
+        conversions="%s::int",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {expression}", [last, started, page_views, interactions, conversions])
+        (in_sql,) = cursor.fetchone()
+    in_python = engagement_score(
+        duration=last - started, page_views=page_views, interactions=interactions, conversions=conversions
+    )
+    assert in_sql == in_python
