@@ -53,11 +53,18 @@ def session_get_by_token(*, token: str, now: datetime | None = None, lock: bool 
     return TokenMatch(session=session, via_previous=session.token_hash != digest)
 
 
+_CURRENT_SQL = (
+    f"SELECT * FROM {UserSession._meta.db_table} WHERE neuron_id = %s AND anonymous_id = %s "
+    "AND ended_at IS NULL AND expires_at > %s ORDER BY started_at DESC LIMIT 1"
+)
+
+
 def session_current_for_anonymous_id(*, neuron_id: int, anonymous_id: str, now: datetime) -> UserSession | None:
-    """The anonymous id's live session on a site (the newest, should there be several)."""
-    return (
-        UserSession.objects.select_related("neuron", "profile")
-        .filter(neuron_id=neuron_id, anonymous_id=anonymous_id, ended_at__isnull=True, expires_at__gt=now)
-        .order_by("-started_at")
-        .first()
-    )
+    """The anonymous id's live session on a site (the newest, should there be several).
+
+    Raw SQL, as the locking token read above: every /v1 call reads this, and compiling the
+    ORM query (with the site and the profile joined) cost ~1 ms of CPU, several times what
+    the database spends. The site and the profile load when something asks for them.
+    """
+    found = list(UserSession.objects.raw(_CURRENT_SQL, [neuron_id, anonymous_id, now]))
+    return found[0] if found else None
