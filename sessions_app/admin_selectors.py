@@ -96,8 +96,10 @@ class IsoUtc(Func):
         return self.as_sql(compiler, connection, template=template, **extra_context)
 
     def as_sqlite(self, compiler, connection, **extra_context):
-        # SQLite keeps UTC text; %f is seconds with milliseconds.
-        template = "strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', %(expressions)s)"
+        # SQLite keeps UTC text; %f is seconds with milliseconds. Each % is written %%%% in a
+        # template: formatting the template leaves %%, the escape for a literal % in SQL
+        # (as django.db.models.functions.Now does).
+        template = "strftime('%%%%Y-%%%%m-%%%%dT%%%%H:%%%%M:%%%%fZ', %(expressions)s)"
         return self.as_sql(compiler, connection, template=template, **extra_context)
 
 

@@ -259,6 +259,21 @@ def test_csv_export_streams_every_matching_session(staff_client, audit_entries, 
     ]
 
 
+def test_export_works_while_queries_are_logged(staff_client, audit_entries):
+    """With DEBUG (make run) Django logs each query with its values written in: the export's
+    timestamp formatting must survive that on every database (a bare % once broke SQLite's)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    session = UserSessionFactory(country="GB")
+    with CaptureQueriesContext(connection):
+        response = staff_client.get(EXPORT, {"format": "csv", "country": "GB"})
+        rows = list(csv.DictReader(io.StringIO(streamed(response).decode())))
+    assert [r["sessionId"] for r in rows] == [str(session.public_id)]
+    started = datetime.fromisoformat(rows[0]["startedAt"].replace("Z", "+00:00"))
+    assert abs(started - session.started_at) < timedelta(milliseconds=1)
+
+
 def test_json_export_is_a_valid_array(staff_client, audit_entries):
     """The JSON export parses as an array of session objects, oldest first."""
     first = UserSessionFactory()
