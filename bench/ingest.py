@@ -15,7 +15,9 @@ Against PostgreSQL (DATABASE_URL is required), on loopback:
    (`/bench/bare`) and an "ideal ingest view" (`/bench/ideal-ingest`: token lookup and one
    INSERT, nothing else; bench/urls.py), flat out, and at a fixed `--rate` (open loop)
    for the p99; the events go to `--single-sessions` sessions in turn (visitors: one
-   session's events are serialised by its row lock). Flat-out runs use wrk when installed
+   session's events are serialised by its row lock; the ideal view gets sessions of its own),
+   and then the stored rows of those sessions are checked against their event counters (every
+   stored event counted exactly once). Flat-out runs use wrk when installed
    (`make bench-tools`, bench/native.py), so the client does not take the server's CPU;
    fixed-rate runs a lean open-loop client on raw asyncio streams (bench/common.py).
 
@@ -129,6 +131,17 @@ def stored_rows(dsn: str, session_ids: list[str]) -> int:
         ).fetchone()[0]
 
 
+def stored_and_counted(dsn: str, session_ids: list[str]) -> tuple[int, int]:
+    """Stored event rows of the sessions, and the sum of their event counters (equal when every
+    stored event was counted exactly once)."""
+    with psycopg.connect(dsn) as conn:
+        rows = stored_rows(dsn, session_ids)
+        (counted,) = conn.execute(
+            "SELECT coalesce(sum(event_count), 0) FROM user_sessions WHERE public_id = ANY(%s::uuid[])", [session_ids]
+        ).fetchone()
+    return rows, counted
+
+
 def copy_baseline(dsn: str, rows: int) -> float:
     """Raw psycopg COPY of event rows into a scratch copy of behavior_events, 100 per commit."""
     now = datetime.now(UTC)
@@ -198,8 +211,12 @@ def main() -> None:
     print(f"server: {args.server} x{args.workers} (threads {args.threads}), PostgreSQL, {args.seconds:.0f}s per run")
     print(f"client: {client_name()} (batches: Python httpx); load average before: {os.getloadavg()[0]:.1f}")
     with Server(args.server, args.port, env, workers=args.workers, threads=args.threads) as server:
-        sessions = sessions_create(server.url, key, args.concurrency + args.single_sessions)
-        single_sessions, batch_sessions = sessions[: args.single_sessions], sessions[args.single_sessions :]
+        sessions = sessions_create(server.url, key, args.concurrency + 2 * args.single_sessions)
+        singles_n = args.single_sessions
+        # Our single events and the ideal view's go to sessions of their own, so the rows of ours
+        # can be checked against their sessions' counters afterwards.
+        single_sessions, ideal_sessions = sessions[:singles_n], sessions[singles_n : 2 * singles_n]
+        batch_sessions = sessions[2 * singles_n :]
         if not args.singles_only:
             asyncio.run(batched(server.url, batch_sessions, 1))  # warm-up
             before = stored_rows(dsn, [sid for sid, _ in batch_sessions])
@@ -217,7 +234,8 @@ def main() -> None:
         # Requests go to the sessions in turn (visitors), not all to one row lock.
         auth = [{"Authorization": f"Bearer {token}"} for _, token in single_sessions]
         ours = [(f"/api/sessions/{sid}/events", a) for (sid, _), a in zip(single_sessions, auth, strict=True)]
-        ideals = [("/bench/ideal-ingest", a) for a in auth]
+        ideal_auth = [{"Authorization": f"Bearer {token}"} for _, token in ideal_sessions]
+        ideals = [("/bench/ideal-ingest", a) for a in ideal_auth]
 
         def one_event(client):
             n = next(counter)
@@ -228,7 +246,9 @@ def main() -> None:
         def ideal(client):
             n = next(counter)
             body = template.replace(SEQ, f"{run}-ideal-py-{n}")
-            return client.post("/bench/ideal-ingest", content=body, headers={**single_headers, **auth[n % len(auth)]})
+            return client.post(
+                "/bench/ideal-ingest", content=body, headers={**single_headers, **ideal_auth[n % len(ideal_auth)]}
+            )
 
         def bare(client):
             return client.get("/bench/bare")
@@ -267,6 +287,7 @@ def main() -> None:
                 )
             )
             singles.append((fixed, flat))
+        single_rows, single_counted = stored_and_counted(dsn, [sid for sid, _ in single_sessions])
     print()
     if not args.singles_only:
         copy_rate = copy_baseline(dsn, args.copy_rows)
@@ -283,6 +304,12 @@ def main() -> None:
         print(fixed.line())
         print(flat.line())
     (bare_fixed, bare_flat), (ideal_fixed, ideal_flat), (one_fixed, one_flat) = singles
+    answered = sum(f.requests - f.errors for f in (one_fixed, one_flat))
+    # wrk stops with requests in flight: the server may store those without their answer being read.
+    print(
+        f"  single events: answered 200 {answered:,} (and a warm-up), stored rows {single_rows:,}, "
+        f"sessions' event counts {single_counted:,}   {'match' if single_rows == single_counted else 'MISMATCH'}"
+    )
     ratio = one_flat.rate / bare_flat.rate if bare_flat.rate else 0
     print(f"  single event / bare view flat-out rate: {ratio:.2f}   (target >= 0.60)")
     ideal_ratio = one_flat.rate / ideal_flat.rate if ideal_flat.rate else 0
