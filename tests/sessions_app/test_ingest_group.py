@@ -266,6 +266,7 @@ def test_a_mixed_group_stores_what_it_takes_and_hands_back_the_rest():
     neuron = NeuronFactory()
     plain, plain_token = make_session(neuron=neuron, consent=CONSENTS["plain"])
     personal, personal_token = make_session(neuron=neuron, consent=CONSENTS["personal"])
+    unasked, unasked_token = make_session(neuron=neuron, consent={"analytics": True})  # personalization never asked
     ended, ended_token = make_session(neuron=neuron, consent=CONSENTS["plain"])
     session_end(session=ended)
     anonymous, anonymous_token = make_session(neuron=neuron, consent={"analytics": False})
@@ -288,6 +289,7 @@ def test_a_mixed_group_stores_what_it_takes_and_hands_back_the_rest():
         "repeat inside plain": _pending(plain, plain_token, "twice"),
         "repeat inside plain, second": _pending(plain, plain_token, "twice"),
         "personal": _pending(personal, personal_token, "p-1", "page_view"),
+        "unasked": _pending(unasked, unasked_token, "u-1"),
         "ended": _pending(ended, ended_token, "e-1"),
         "no consent": _pending(anonymous, anonymous_token, "a-1"),
         "wrong session": _pending(other, plain_token, "w-1"),
@@ -305,6 +307,7 @@ def test_a_mixed_group_stores_what_it_takes_and_hands_back_the_rest():
         "repeat inside plain": stored,
         "repeat inside plain, second": None,
         "personal": stored,
+        "unasked": stored,
         "ended": None,
         "no consent": None,
         "wrong session": None,
@@ -313,6 +316,7 @@ def test_a_mixed_group_stores_what_it_takes_and_hands_back_the_rest():
     personal.refresh_from_db()
     assert (plain.event_count, plain.page_view_count, plain.conversion_count, plain.interaction_count) == (4, 1, 1, 2)
     assert (personal.event_count, personal.page_view_count) == (1, 1)
+    assert UserSession.objects.get(pk=unasked.pk).event_count == 1
     assert plain.last_activity_at == group["repeat inside plain"].received_at  # the last one it took
     assert plain.engagement_score == engagement_score(
         duration=plain.last_activity_at - plain.started_at, page_views=1, interactions=2, conversions=1
