@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.utils import timezone
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from privacy.consent import consent_resolve
@@ -136,7 +137,7 @@ def test_consent_resolution_order_defaults_previous_given_then_gpc(settings):
 
 @pytest.mark.django_db
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the SQL form runs on PostgreSQL")
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     microseconds=st.one_of(
         st.integers(min_value=-(10**7), max_value=2 * 86_400 * 10**6),
