@@ -100,7 +100,9 @@ class UserSession(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # Site and profile lookups use the composite indexes that lead with them (Meta.indexes).
     neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="sessions", db_index=False)
-    token_hash = models.CharField(max_length=64, unique=True)
+    # Unique through Meta.constraints: a unique field would also get a varchar_pattern_ops
+    # index on PostgreSQL, for LIKE queries nobody runs, which every session update writes.
+    token_hash = models.CharField(max_length=64)
     previous_token_hash = models.CharField(max_length=64, null=True, blank=True)
     previous_token_valid_until = models.DateTimeField(null=True, blank=True)
     token_rotated_at = models.DateTimeField()
@@ -170,6 +172,7 @@ class UserSession(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=Q(engagement_score__gte=0), name="session_engagement_nonneg"),
+            models.UniqueConstraint(fields=["token_hash"], name="session_token_hash_uniq"),
         ]
 
     def __str__(self) -> str:
