@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health, views
@@ -23,8 +24,9 @@ urlpatterns = [
     path("v1/", include("sessions_app.segment_urls")),
     path("demo/", demo_page, name="demo"),
     path("demo/<path:rest>", demo_page, name="demo-path"),
-    # Anything else under the API prefixes is a problem-details 404, even with DEBUG on.
-    re_path(r"^(api|v1)/", views.not_found),
+    # Anything else under the API prefixes is a problem-details 404, even with DEBUG on, and
+    # for any method: a POST without a CSRF cookie is a 404 too, not a CSRF failure.
+    re_path(r"^(api|v1)/", csrf_exempt(views.not_found)),
 ]
 
 handler400 = "config.views.bad_request"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.templatetags.static import static
-from django.views import defaults
+from django.views import csrf, defaults
 
 from config.api.problems import problem_response
 
@@ -37,6 +37,14 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
     if _is_api(request):
         return problem_response(status=403, detail="Forbidden.")
     return defaults.permission_denied(request, exception)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: a non-DRF view under the API prefixes that fails Django's CSRF check
+    answers with a problem, not Django's HTML page."""
+    if _is_api(request):
+        return problem_response(status=403, title="CSRF check failed", detail=f"CSRF check failed: {reason}")
+    return csrf.csrf_failure(request, reason)
 
 
 def favicon(request: HttpRequest) -> HttpResponse:

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from config.api.errors import NotFound, ValidationFailed
 from config.api.pagination import KeysetPagination
+from config.api.schema import paginated, problem, results_list
 from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
 from personalization.content import MAX_SLOTS_PER_REQUEST, content_choose
 from personalization.models import Archetype, ItemKind, Segment
@@ -90,7 +91,7 @@ class SegmentListApi(StaffApi):
 
     @extend_schema(
         parameters=[OpenApiParameter("neuronId", str, description="Only this site's segments.")],
-        responses={200: SegmentOutput(many=True)},
+        responses={200: paginated(SegmentOutput), 404: problem("No site with this neuronId.")},
         summary="List rule segments",
     )
     def get(self, request):
@@ -101,7 +102,11 @@ class SegmentListApi(StaffApi):
         page = paginator.paginate_queryset(segment_list(neuron=neuron), request, view=self)
         return paginator.get_paginated_response(SegmentOutput(page, many=True).data)
 
-    @extend_schema(request=SegmentCreateInput, responses={201: SegmentOutput}, summary="Create a rule segment")
+    @extend_schema(
+        request=SegmentCreateInput,
+        responses={201: SegmentOutput, 409: problem("The slug is taken on this site.")},
+        summary="Create a rule segment",
+    )
     def post(self, request):
         data = self.SegmentCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -139,7 +144,11 @@ class SegmentDetailApi(StaffApi):
     def get(self, request, segment_id):
         return Response(SegmentOutput(self._segment(segment_id)).data)
 
-    @extend_schema(request=SegmentUpdateInput, responses={200: SegmentOutput}, summary="Change a rule segment")
+    @extend_schema(
+        request=SegmentUpdateInput,
+        responses={200: SegmentOutput, 409: problem("The slug is taken on this site.")},
+        summary="Change a rule segment",
+    )
     def patch(self, request, segment_id):
         segment = self._segment(segment_id)
         data = self.SegmentUpdateInput(data=request.data)
@@ -164,7 +173,7 @@ class SegmentMembersApi(StaffApi):
         cursor = StrictCharField(required=False)
         pageSize = StrictCharField(required=False)
 
-    @extend_schema(responses={200: MemberOutput(many=True)}, summary="The materialized member list of a segment")
+    @extend_schema(responses={200: paginated(MemberOutput)}, summary="The materialized member list of a segment")
     def get(self, request, segment_id):
         self.PageInput(data=request.query_params.dict()).is_valid(raise_exception=True)
         segment = segment_get(segment_id=segment_id)
@@ -192,7 +201,7 @@ class ArchetypeListApi(StaffApi):
 
     @extend_schema(
         parameters=[OpenApiParameter("neuronId", str, description="Only this site's archetypes.")],
-        responses={200: ArchetypeOutput(many=True)},
+        responses={200: results_list(ArchetypeOutput), 404: problem("No site with this neuronId.")},
         summary="List archetypes (k-means clusters of profile interests)",
     )
     def get(self, request):

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from config.api.errors import NotFound, ValidationFailed
 from config.api.pagination import KeysetPagination
+from config.api.schema import paginated, problem
 from config.api.serializers import StrictCharField, StrictSerializer
 from privacy.crypto import identifier_hash
 from privacy.dsar import dsar_document_read, dsar_submit
@@ -83,7 +84,11 @@ class ConsentApi(StaffOrSessionApi):
         consent = ConsentOutput()
         recorded = serializers.ListField(child=serializers.CharField(), help_text="Purposes recorded in the ledger.")
 
-    @extend_schema(request=ConsentUpdateInput, responses={200: ConsentUpdated}, summary="Grant or withdraw consent")
+    @extend_schema(
+        request=ConsentUpdateInput,
+        responses={200: ConsentUpdated, 404: problem("No such session (staff, naming sessionId).")},
+        summary="Grant or withdraw consent",
+    )
     def post(self, request):
         data = self.ConsentUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -241,7 +246,7 @@ class AuditLogApi(APIView):
             OpenApiParameter("since", str, description="ISO 8601, inclusive"),
             OpenApiParameter("until", str, description="ISO 8601, exclusive"),
         ],
-        responses={200: AuditEntryOutput(many=True)},
+        responses={200: paginated(AuditEntryOutput)},
         summary="The audit log (staff), newest first",
     )
     def get(self, request):

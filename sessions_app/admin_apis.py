@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from config.api.errors import ValidationFailed
 from config.api.pagination import KeysetPagination
-from config.api.schema import BodyOnDeleteSchema, filterset_parameters
+from config.api.schema import BodyOnDeleteSchema, filterset_parameters, paginated, problem
 from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
 from privacy.models import RequestStatus
 from privacy.selectors import data_subject_request_list
@@ -57,6 +57,33 @@ class AdminSessionOutput(serializers.Serializer):
     consent = serializers.DictField()
     tags = serializers.ListField(child=serializers.CharField())
     metadata = serializers.DictField()
+
+
+class ExportRowOutput(serializers.Serializer):
+    """One session of an export: flat, the CSV's columns (admin_selectors.EXPORT_COLUMNS)."""
+
+    sessionId = serializers.UUIDField()
+    neuron = serializers.CharField()
+    anonymousId = serializers.CharField()
+    identified = serializers.BooleanField()
+    deviceType = serializers.CharField()
+    browser = serializers.CharField()
+    os = serializers.CharField()
+    country = serializers.CharField()
+    referrer = serializers.CharField()
+    landingPage = serializers.CharField()
+    utmSource = serializers.CharField()
+    utmMedium = serializers.CharField()
+    utmCampaign = serializers.CharField()
+    startedAt = serializers.DateTimeField()
+    lastActivityAt = serializers.DateTimeField()
+    endedAt = serializers.DateTimeField(allow_null=True)
+    endReason = serializers.CharField()
+    eventCount = serializers.IntegerField()
+    pageViewCount = serializers.IntegerField()
+    conversionCount = serializers.IntegerField()
+    engagementScore = serializers.FloatField()
+    consent = serializers.DictField()
 
 
 def admin_session_payload(session: UserSession) -> dict[str, Any]:
@@ -139,7 +166,7 @@ class AdminSessionListApi(StaffApi):
             OpenApiParameter("pageSize", int),
             *filterset_parameters(SessionFilter),
         ],
-        responses={200: AdminSessionOutput(many=True)},
+        responses={200: paginated(AdminSessionOutput)},
         summary="List sessions (filters, keyset pagination)",
     )
     def get(self, request):
@@ -153,7 +180,7 @@ class AdminSessionSearchApi(StaffApi):
     @extend_schema(
         request=SelectionInput,
         parameters=[OpenApiParameter("cursor", str), OpenApiParameter("pageSize", int)],
-        responses={200: AdminSessionOutput(many=True)},
+        responses={200: paginated(AdminSessionOutput)},
         summary="Search sessions with a filter document over sessions and their events",
     )
     def post(self, request):
@@ -180,7 +207,7 @@ class AdminSessionExportApi(StaffApi):
             OpenApiParameter("format", str, enum=["csv", "json"], required=True),
             *filterset_parameters(SessionFilter),
         ],
-        responses={(200, "text/csv"): str, (200, "application/json"): AdminSessionOutput(many=True)},
+        responses={(200, "text/csv"): str, (200, "application/json"): ExportRowOutput(many=True)},
         summary="Export sessions (streamed CSV or JSON)",
     )
     def get(self, request):
@@ -221,7 +248,11 @@ class AdminSessionBulkUpdateApi(StaffApi):
         limit = serializers.IntegerField()
         withinLimit = serializers.BooleanField()
 
-    @extend_schema(request=BulkUpdateInput, responses={200: BulkResultOutput}, summary="Bulk-update sessions")
+    @extend_schema(
+        request=BulkUpdateInput,
+        responses={200: BulkResultOutput, 422: problem("The selection holds more sessions than the limit.")},
+        summary="Bulk-update sessions",
+    )
     def put(self, request):
         data = self.BulkUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -294,7 +325,11 @@ class AdminSessionDeleteApi(StaffApi):
 
     @extend_schema(
         request=DeleteInput,
-        responses={200: DeleteResultOutput, 202: DeleteResultOutput},
+        responses={
+            200: DeleteResultOutput,
+            202: DeleteResultOutput,
+            422: problem("The selection holds more sessions than ADMIN_DELETE_MAX_SESSIONS."),
+        },
         summary="Erase sessions (by ids or filter) through data-subject erasure",
         description=(
             "Every person behind the selection gets one erasure request (the same as "

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.parsers import JSONParser, TextJSONParser
+from config.api.schema import problem
 from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
 from config.api.throttling import CountingRateThrottle
 from federation.authentication import SiteKeyAuthentication
@@ -327,7 +328,14 @@ class EventsIngestApi(SessionTokenApi):
                 transaction.set_rollback(True)
         return response
 
-    @extend_schema(request=BatchInput, responses={200: IngestOutput}, summary="Send one event or a batch")
+    @extend_schema(
+        request=BatchInput,
+        responses={
+            200: IngestOutput,
+            409: problem("The session ended longer ago than the grace period: restore and resend."),
+        },
+        summary="Send one event or a batch",
+    )
     def post(self, request, session_id):
         received_at = timezone.now()
         payload = request.data

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.pagination import KeysetPagination
+from config.api.schema import paginated, problem
 from config.api.serializers import StrictSerializer
 from sessions_app.apis import SessionTokenApi
 from sessions_app.identity import bridge_accept, bridge_reject, profile_resolve, profile_split
@@ -116,7 +117,7 @@ class ProfileDetailApi(StaffApi):
 class ProfileLinksApi(StaffApi):
     pagination_class = KeysetPagination
 
-    @extend_schema(responses={200: BridgeOutput(many=True)}, summary="The profile's links with confidence and evidence")
+    @extend_schema(responses={200: paginated(BridgeOutput)}, summary="The profile's links with confidence and evidence")
     def get(self, request, profile_id):
         bridges = bridge_list_for_profile(profile=profile_get(public_id=profile_id))
         paginator = self.pagination_class()
@@ -125,14 +126,22 @@ class ProfileLinksApi(StaffApi):
 
 
 class BridgeAcceptApi(StaffApi):
-    @extend_schema(request=None, responses={200: BridgeOutput}, summary="Accept a suggested link: merge")
+    @extend_schema(
+        request=None,
+        responses={200: BridgeOutput, 409: problem("Already merged, or profiles identified with different user ids.")},
+        summary="Accept a suggested link: merge",
+    )
     def post(self, request, profile_id, bridge_id):
         bridge = bridge_get_for_profile(profile=profile_get(public_id=profile_id), bridge_id=bridge_id)
         return Response(BridgeOutput(bridge_accept(bridge=bridge, actor=request.user)).data)
 
 
 class BridgeRejectApi(StaffApi):
-    @extend_schema(request=None, responses={200: BridgeOutput}, summary="Reject a link (a merged one is undone)")
+    @extend_schema(
+        request=None,
+        responses={200: BridgeOutput, 409: problem("The link is already rejected.")},
+        summary="Reject a link (a merged one is undone)",
+    )
     def post(self, request, profile_id, bridge_id):
         bridge = bridge_get_for_profile(profile=profile_get(public_id=profile_id), bridge_id=bridge_id)
         return Response(BridgeOutput(bridge_reject(bridge=bridge, actor=request.user)).data)
@@ -146,7 +155,11 @@ class ProfileSplitApi(StaffApi):
         profileId = serializers.UUIDField()
         undone = MergeOutput(many=True)
 
-    @extend_schema(request=SplitInput, responses={200: SplitOutput}, summary="Split a profile back into its parts")
+    @extend_schema(
+        request=SplitInput,
+        responses={200: SplitOutput, 409: problem("The profile has no merge left to undo.")},
+        summary="Split a profile back into its parts",
+    )
     def post(self, request, profile_id):
         data = self.SplitInput(data=request.data)
         data.is_valid(raise_exception=True)

@@ -135,9 +135,10 @@ def test_list_rejects_unknown_and_malformed_filters(staff_client):
 
 
 def test_list_rejects_a_forged_cursor(staff_client):
-    """A cursor that was not issued by the API is a problem response, not a 500."""
+    """A cursor that was not issued by the API is a 400 naming the parameter, not a 500 (nor
+    DRF's 404: the list exists)."""
     response = staff_client.get(LIST + "?cursor=not-a-cursor")
-    assert_problem(response, 404)
+    assert "cursor" in assert_problem(response, 400)["errors"]
 
 
 def test_keyset_pagination_is_stable_while_sessions_arrive(staff_client):
@@ -452,6 +453,14 @@ def test_bulk_update_with_an_unknown_session_id_matches_nothing(staff_client, au
     UserSessionFactory()
     response = staff_client.put(BULK, {"sessionIds": [str(uuid.uuid4())], "end": True}, format="json")
     assert response.json()["matched"] == 0
+
+
+def test_export_rows_are_documented_column_for_column():
+    """The OpenAPI shape of a JSON export row lists exactly the export's columns."""
+    from sessions_app.admin_apis import ExportRowOutput
+    from sessions_app.admin_selectors import EXPORT_NAMES
+
+    assert list(ExportRowOutput().fields) == list(EXPORT_NAMES)
 
 
 def test_schema_documents_the_list_and_export_filters(staff_client):

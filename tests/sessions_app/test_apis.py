@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from datetime import timedelta
@@ -10,6 +11,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from sessions_app.models import DeviceFingerprint, GlobalUserProfile, UserSession
@@ -315,6 +317,24 @@ def test_token_of_session_a_cannot_open_session_b(site_client, live_session):
 def test_unknown_api_path_is_a_problem_404(api_client):
     assert_problem(api_client.get("/api/sessions/not-a-uuid"), 404)
     assert_problem(api_client.get("/api/nothing/here"), 404)
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_unknown_api_path_is_a_404_for_writes_without_a_csrf_cookie(db, method):
+    """A write to a path no API view serves is a 404, not Django's HTML CSRF failure page."""
+    client = Client(enforce_csrf_checks=True)
+    for path in ("/api/personalization/segments/not-an-id", "/api/nothing/here", "/v1/nothing"):
+        assert_problem(getattr(client, method)(path, "{}", content_type="application/json"), 404)
+
+
+def test_a_csrf_failure_is_a_problem_under_the_api_and_a_page_elsewhere(rf):
+    from config.views import csrf_failure
+
+    problem = csrf_failure(rf.post("/api/sessions/somewhere"), reason="CSRF cookie not set.")
+    assert problem.status_code == 403 and problem["Content-Type"] == "application/problem+json"
+    assert "CSRF cookie not set." in json.loads(problem.content)["detail"]
+    page = csrf_failure(rf.post("/admin/login/"), reason="CSRF cookie not set.")
+    assert page.status_code == 403 and page["Content-Type"].startswith("text/html")
 
 
 def test_put_updates_traits_preferences_consent_and_metadata(live_session):
