@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import selectors
+from config.api.datetimes import as_utc
 from config.api.errors import NotFound
 from config.api.serializers import StrictSerializer
 from sessions_app.models import DeviceType
@@ -35,6 +36,12 @@ class DateOrDateTimeField(serializers.Field):
                 parsed = parse_datetime(data) if "T" in data or " " in data else parse_date(data)
             except ValueError:
                 parsed = None
+            if isinstance(parsed, datetime) and parsed.tzinfo is not None:
+                # An explicit offset: the instant, in UTC (a naive one is in the `tz` parameter's zone).
+                try:
+                    parsed = as_utc(parsed)
+                except ValueError:
+                    parsed = None
             if parsed is not None:
                 return parsed
         self.fail("invalid")

@@ -400,6 +400,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "COMPONENT_SPLIT_REQUEST": True,
+    # The Segment-compatible /v1 endpoints are plain Django views: described by hand.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sessions_app.segment_schema.add_segment_paths",
+    ],
 }
 
 # CORS for the browser-facing API only (session lifecycle and events, consent and the

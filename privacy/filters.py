@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import django_filters
 
+from config.api.datetimes import UtcIsoDateTimeFilter
 from privacy.models import AuditEntry
 
 
@@ -10,8 +11,8 @@ class AuditEntryFilter(django_filters.FilterSet):
     action = django_filters.CharFilter(field_name="action")
     actionPrefix = django_filters.CharFilter(field_name="action", lookup_expr="startswith")
     subject = django_filters.CharFilter(field_name="subject")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEntry

@@ -13,13 +13,14 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 from django.conf import settings
 
+from config.api.datetimes import as_utc
 from config.api.errors import PayloadTooLarge, ValidationFailed
 
 EVENT_TYPE_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -60,13 +61,11 @@ def message_id_new() -> str:
 
 
 def timestamp_parse(value: Any) -> datetime:
-    """ISO 8601 (as Segment sends it: `2024-05-01T12:00:00.000Z`); naive times are UTC."""
+    """ISO 8601 (as Segment sends it: `2024-05-01T12:00:00.000Z`), in UTC; naive times are UTC."""
     if not isinstance(value, str) or not 8 <= len(value) <= 64:
         raise ValueError("not an ISO 8601 string")
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    # In UTC: PostgreSQL refuses offsets beyond ±15:59, which ISO 8601 and Python allow.
+    return as_utc(datetime.fromisoformat(value))
 
 
 def path_from_url(url: str) -> str:

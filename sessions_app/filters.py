@@ -12,6 +12,7 @@ import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from config.api.datetimes import UtcIsoDateTimeFilter
 from personalization.selectors import rule_segments_summary, segment_member_session_ids
 from privacy.consent import PURPOSES
 from sessions_app.models import DeviceType, UserSession
@@ -51,10 +52,10 @@ class SessionFilter(django_filters.FilterSet):
     )
     browser = django_filters.CharFilter(field_name="browser", lookup_expr="iexact", label="Browser")
     os = django_filters.CharFilter(field_name="os", lookup_expr="iexact", label="OS")
-    startedAfter = django_filters.IsoDateTimeFilter(
+    startedAfter = UtcIsoDateTimeFilter(
         field_name="started_at", lookup_expr="gte", label="Started after", widget=DATETIME_INPUT
     )
-    startedBefore = django_filters.IsoDateTimeFilter(
+    startedBefore = UtcIsoDateTimeFilter(
         field_name="started_at", lookup_expr="lt", label="Started before", widget=DATETIME_INPUT
     )
     startedOn = django_filters.DateFilter(

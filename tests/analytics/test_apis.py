@@ -116,6 +116,7 @@ def test_unknown_analytics_type_is_a_404_listing_valid_types(staff_client):
         ("/api/sessions/metrics", {"from": "yesterday"}, "from"),
         ("/api/sessions/metrics", {"from": "2026-11-02", "to": "2026-11-01"}, "from"),
         ("/api/sessions/metrics", {"from": "2026-11-02T10:30:00Z"}, "from"),
+        ("/api/sessions/metrics", {"from": "0001-01-01T00:00:00+05:00"}, "from"),
         ("/api/sessions/metrics", {"tz": "Nowhere/Land"}, "tz"),
         ("/api/sessions/metrics", {"deviceType": "toaster"}, "deviceType"),
         ("/api/sessions/metrics", {"country": "GBR"}, "country"),

@@ -2,15 +2,20 @@
 operation from the schema (valid ones and broken ones) and each answer must carry a documented
 status code and content type, match the documented body schema, and never be a server error.
 
-Requests carry a staff login (cookie and CSRF token), the site key, and for operations on one
-session (`{session_id}`) that session's id and bearer token, so they reach the views' real
-work rather than stopping at authentication.
+Requests carry a staff login (cookie and CSRF token), the site key (and as the write key of
+the Segment-compatible /v1 calls), and for operations on one session (`{session_id}`) that
+session's id and bearer token, so they reach the views' real work rather than stopping at
+authentication.
 """
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import Client
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -41,7 +46,14 @@ def credentials(neuron, staff_user):
     staff.force_login(staff_user)
     cookies = {"sessionid": staff.cookies["sessionid"].value, "csrftoken": CSRF}
     headers = {"X-CSRFToken": CSRF, "X-Site-Key": neuron.publishable_key, "User-Agent": IPHONE_UA}
-    return cookies, headers, created["sessionId"], created["token"]
+    # The requests go to the WSGI application itself, whose request signals would close the
+    # database connection (and with it the test's transaction); Django's test client
+    # disconnects them the same way around each of its requests.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield cookies, headers, created["sessionId"], created["token"]
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 # Loaded at collection: the schema view reads no database.
@@ -53,6 +65,8 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
 def test_every_operation_answers_as_documented(case, credentials):
     cookies, headers, session_id, token = credentials
     headers = dict(headers)
+    if case.path.startswith("/v1/"):
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{headers['X-Site-Key']}:".encode()).decode()
     if "session_id" in (case.path_parameters or {}):
         case.path_parameters["session_id"] = session_id
         headers["Authorization"] = f"Bearer {token}"

@@ -57,6 +57,9 @@ def test_audit_log_filters_by_actor_action_subject_and_time(staff_client):
     assert seqs({"subject": "dsar:1"}) == [1]
     assert seqs({"since": (start - timedelta(days=1)).isoformat()}) == [3, 2]
     assert seqs({"until": (start - timedelta(days=1)).isoformat()}) == [1]
+    # Any ISO 8601 offset, even beyond PostgreSQL's ±15:59, is compared as its UTC instant.
+    far_west = (start - timedelta(days=1)).astimezone(timezone.get_fixed_timezone(-(17 * 60 + 25)))
+    assert seqs({"since": far_west.isoformat()}) == [3, 2]
 
 
 def test_audit_log_is_paginated_with_a_constant_number_of_queries(staff_client, django_assert_num_queries):

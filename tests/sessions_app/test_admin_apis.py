@@ -6,7 +6,7 @@ import csv
 import io
 import tracemalloc
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -120,6 +120,18 @@ def test_list_filters_by_start_time_and_activity(staff_client):
     assert [r["sessionId"] for r in response.json()["results"]] == [str(recent.public_id)]
     response = staff_client.get(LIST, {"startedBefore": after})
     assert [r["sessionId"] for r in response.json()["results"]] == [str(old.public_id)]
+
+
+def test_start_time_filters_take_any_iso_8601_offset(staff_client):
+    """An offset beyond PostgreSQL's ±15:59 is legal ISO 8601: compared as its UTC instant. One
+    that leaves the calendar once in UTC is a 400 naming the filter."""
+    session = UserSessionFactory(started_at=datetime(2026, 11, 30, 5, 0, tzinfo=UTC))
+    response = staff_client.get(LIST, {"startedAfter": "2026-11-29T12:00:00-17:25"})
+    assert [r["sessionId"] for r in response.json()["results"]] == []
+    response = staff_client.get(LIST, {"startedBefore": "2026-11-29T12:00:00-17:25"})
+    assert [r["sessionId"] for r in response.json()["results"]] == [str(session.public_id)]
+    body = assert_problem(staff_client.get(LIST, {"startedAfter": "0001-01-01T00:30:00+05:00"}), 400)
+    assert "startedAfter" in body["errors"]
 
 
 def test_list_rejects_unknown_and_malformed_filters(staff_client):

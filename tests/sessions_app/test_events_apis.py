@@ -316,6 +316,26 @@ def test_timestamp_that_overflows_after_skew_correction_is_400():
     assert "timestamp" in assert_problem(response, 400)["errors"]
 
 
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_utc_offset_beyond_what_postgresql_holds_is_stored_as_its_utc_instant(batch):
+    """ISO 8601 allows offsets up to ±23:59, PostgreSQL only ±15:59: the instant is kept, in UTC."""
+    session, client = make_session()
+    event = {"eventType": "click", "timestamp": "2026-11-29T12:00:00-17:25", "messageId": "far-west"}
+    response = client.post(events_url(session.public_id), {"events": [event]} if batch else event, format="json")
+    assert response.status_code == 200, response.content
+    assert BehaviorEvent.objects.get().timestamp == datetime(2026, 11, 30, 5, 25, tzinfo=UTC)
+
+
+def test_a_timestamp_that_leaves_the_calendar_in_utc_is_400():
+    """0001-01-01 at +05:00 is in year 0 in UTC: a named 400, not a row that cannot be read back."""
+    session, client = make_session()
+    response = client.post(
+        events_url(session.public_id), {"eventType": "click", "timestamp": "0001-01-01T00:30:00+05:00"}, format="json"
+    )
+    assert "timestamp" in assert_problem(response, 400)["errors"]
+    assert BehaviorEvent.objects.count() == 0
+
+
 def test_malformed_json_is_400_and_stores_nothing():
     """A body that is not JSON is a problem-details 400."""
     session, client = make_session()

@@ -233,6 +233,13 @@ def test_clock_skew_is_corrected_from_sent_at(neuron):
     assert BehaviorEvent.objects.get().timestamp == received - timedelta(seconds=5)
 
 
+def test_a_timestamp_with_a_far_utc_offset_is_stored_as_its_utc_instant(neuron):
+    """An offset beyond PostgreSQL's ±15:59 is legal ISO 8601: the instant is kept, in UTC."""
+    response = post("/v1/track", track(timestamp="2026-05-01T12:00:00-17:25"), key=neuron.publishable_key)
+    assert response.status_code == 200, response.content
+    assert BehaviorEvent.objects.get().timestamp == datetime(2026, 5, 2, 5, 25, tzinfo=UTC)
+
+
 # --- consent ----------------------------------------------------------------
 
 
@@ -506,3 +513,22 @@ def test_the_segment_python_sdk_delivers_track_page_identify_and_alias(live_serv
     assert GlobalUserProfile.objects.filter(user_id_hash=identifier_hash("sdk-user")).exists()
     assert GlobalUserProfile.objects.filter(user_id_hash=identifier_hash("sdk-user-2")).exists()
     assert GlobalUserProfile.objects.get(user_id_hash=identifier_hash("sdk-user")).traits == {"plan": "pro"}
+
+
+def test_openapi_documents_the_segment_endpoints(db, settings):
+    """/v1 is in the published schema: each call with its answers, Basic auth with the write key."""
+    spec = Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    for call in ("track", "page", "screen", "identify", "group", "alias", "batch"):
+        operation = spec["paths"][f"/v1/{call}"]["post"]
+        assert {"200", "400", "401", "413", "415"} <= set(operation["responses"]), call
+        assert {"writeKey": []} in operation["security"]
+    assert spec["components"]["securitySchemes"]["writeKey"] == {
+        "type": "http",
+        "scheme": "basic",
+        "description": spec["components"]["securitySchemes"]["writeKey"]["description"],
+    }
+    batch = spec["paths"]["/v1/batch"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert batch["properties"]["batch"]["maxItems"] == settings.SEGMENT_MAX_BATCH_EVENTS
+    track = spec["paths"]["/v1/track"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert track["required"] == ["event"]
+    assert track["anyOf"] == [{"required": ["userId"]}, {"required": ["anonymousId"]}]
