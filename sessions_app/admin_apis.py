@@ -59,31 +59,17 @@ class AdminSessionOutput(serializers.Serializer):
     metadata = serializers.DictField()
 
 
-class ExportRowOutput(serializers.Serializer):
+class ExportRowOutput(AdminSessionOutput):
     """One session of an export: flat, the CSV's columns (admin_selectors.EXPORT_COLUMNS)."""
 
-    sessionId = serializers.UUIDField()
-    neuron = serializers.CharField()
-    anonymousId = serializers.CharField()
-    identified = serializers.BooleanField()
+    device = tags = metadata = None
     deviceType = serializers.CharField()
     browser = serializers.CharField()
     os = serializers.CharField()
-    country = serializers.CharField()
     referrer = serializers.CharField()
-    landingPage = serializers.CharField()
     utmSource = serializers.CharField()
     utmMedium = serializers.CharField()
     utmCampaign = serializers.CharField()
-    startedAt = serializers.DateTimeField()
-    lastActivityAt = serializers.DateTimeField()
-    endedAt = serializers.DateTimeField(allow_null=True)
-    endReason = serializers.CharField()
-    eventCount = serializers.IntegerField()
-    pageViewCount = serializers.IntegerField()
-    conversionCount = serializers.IntegerField()
-    engagementScore = serializers.FloatField()
-    consent = serializers.DictField()
 
 
 def admin_session_payload(session: UserSession) -> dict[str, Any]:
