@@ -22,6 +22,7 @@ from django.conf import settings
 
 from config.api.datetimes import as_utc
 from config.api.errors import PayloadTooLarge, ValidationFailed
+from config.api.serializers import json_has_nul
 
 EVENT_TYPE_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 EVENT_FIELDS = frozenset({"eventType", "eventName", "eventData", "page", "timestamp", "messageId"})
@@ -126,7 +127,7 @@ def json_object(value: Any, *, name: str, max_bytes: int, bag: ErrorBag) -> dict
         bag.add(name, f"Must be at most {max_bytes} bytes of JSON.")
         return {}
     # PostgreSQL's jsonb cannot hold \u0000; refusing it here keeps one rule on both databases.
-    if b"\\u0000" in dumped:
+    if json_has_nul(value, dumped):
         bag.add(name, NUL)
         return {}
     return value

@@ -9,6 +9,27 @@ from rest_framework import serializers
 from rest_framework.settings import api_settings
 
 
+def json_has_nul(value: Any, dumped: bytes) -> bool:
+    """Whether a JSON value holds a NUL character in any key or string, which PostgreSQL's jsonb
+    cannot store (so both databases refuse it). `dumped` is its orjson form, where a NUL shows as
+    the escape \\u0000: only when that appears is the value walked (the escape may also be the
+    text of a literal backslash)."""
+    if b"\\u0000" not in dumped:
+        return False
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 class StrictSerializer(serializers.Serializer):
     """Rejects fields it does not declare (no mass assignment), naming each one."""
 
@@ -46,6 +67,7 @@ class JSONObjectField(serializers.JSONField):
     default_error_messages = {
         "not_object": "Expected a JSON object.",
         "too_large": "Must be at most {max_bytes} bytes of JSON.",
+        "nul": "Must not contain NUL characters.",
     }
 
     def __init__(self, *, max_bytes: int = 32 * 1024, **kwargs: Any) -> None:
@@ -56,9 +78,11 @@ class JSONObjectField(serializers.JSONField):
         if not isinstance(data, dict):
             self.fail("not_object")
         try:
-            size = len(orjson.dumps(data))
+            dumped = orjson.dumps(data)
         except orjson.JSONEncodeError:  # not JSON after all (an integer past 64 bits, built by Python code)
             self.fail("not_object")
-        if size > self.max_bytes:
+        if len(dumped) > self.max_bytes:
             self.fail("too_large", max_bytes=self.max_bytes)
+        if json_has_nul(data, dumped):
+            self.fail("nul")
         return data

@@ -394,6 +394,17 @@ def test_bulk_update_ends_sessions_and_is_audited(staff_client, audit_entries, s
     assert entry["details"]["matched"] == 3 and entry["details"]["changed"] == 2
 
 
+def test_bulk_update_refuses_a_nul_character_in_metadata(staff_client, audit_entries):
+    """PostgreSQL's jsonb cannot hold one: a 400 naming the field on both databases, nothing written."""
+    target = UserSessionFactory(metadata={"plan": "free"})
+    response = staff_client.put(
+        BULK, {"sessionIds": [str(target.public_id)], "metadata": {"note": "a\u0000b"}}, format="json"
+    )
+    assert "metadata" in assert_problem(response, 400)["errors"]
+    target.refresh_from_db()
+    assert target.metadata == {"plan": "free"}
+
+
 def test_bulk_update_sets_tags_and_metadata_by_id(staff_client, audit_entries):
     """Tags are added and removed as a set; metadata keys are merged; other sessions are untouched."""
     target = UserSessionFactory(metadata={"tags": ["old", "keep"], "plan": "free"})

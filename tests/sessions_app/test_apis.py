@@ -337,6 +337,25 @@ def test_a_csrf_failure_is_a_problem_under_the_api_and_a_page_elsewhere(rf):
     assert page.status_code == 403 and page["Content-Type"].startswith("text/html")
 
 
+@pytest.mark.parametrize("field", ["traits", "preferences", "metadata"])
+@pytest.mark.parametrize("document", [{"note": "a\u0000b"}, {"a\u0000b": 1}, {"deep": [{"x": ["\u0000"]}]}])
+def test_put_refuses_a_nul_character_in_a_json_document(live_session, field, document):
+    """PostgreSQL's jsonb cannot hold one (a 500 there before): a 400 naming the field on both databases."""
+    client, body = live_session
+    response = client.put(f"/api/sessions/{body['sessionId']}", {field: document}, format="json")
+    assert field in assert_problem(response, 400)["errors"]
+    session = UserSession.objects.get(public_id=body["sessionId"])
+    assert session.metadata == {} and (session.profile is None or session.profile.traits == {})
+
+
+def test_put_keeps_a_backslash_u0000_that_is_only_text(live_session):
+    """Six characters that spell an escape are not a NUL character."""
+    client, body = live_session
+    response = client.put(f"/api/sessions/{body['sessionId']}", {"metadata": {"note": "\\u0000"}}, format="json")
+    assert response.status_code == 200, response.content
+    assert UserSession.objects.get(public_id=body["sessionId"]).metadata == {"note": "\\u0000"}
+
+
 def test_put_updates_traits_preferences_consent_and_metadata(live_session):
     client, body = live_session
     url = f"/api/sessions/{body['sessionId']}"

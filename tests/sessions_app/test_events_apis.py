@@ -336,6 +336,17 @@ def test_a_timestamp_that_leaves_the_calendar_in_utc_is_400():
     assert BehaviorEvent.objects.count() == 0
 
 
+def test_event_data_may_hold_the_text_of_an_escape_but_not_a_nul_character():
+    """A NUL character is refused (jsonb cannot hold it); the six characters `\\u0000` are just text."""
+    session, client = make_session()
+    url = events_url(session.public_id)
+    response = client.post(url, {"eventType": "click", "eventData": {"x": "a\u0000b"}}, format="json")
+    assert "eventData" in assert_problem(response, 400)["errors"]
+    response = client.post(url, {"eventType": "click", "eventData": {"x": "\\u0000"}}, format="json")
+    assert response.status_code == 200, response.content
+    assert BehaviorEvent.objects.get().properties == {"x": "\\u0000"}
+
+
 def test_malformed_json_is_400_and_stores_nothing():
     """A body that is not JSON is a problem-details 400."""
     session, client = make_session()
