@@ -21,6 +21,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 preload_app = True
+# A request line of up to 8 KB, as nginx's default buffers allow: analytics and admin
+# filters can make long query strings; gunicorn's own limit (4,094 bytes) answered them 414.
+limit_request_line = 8190
 
 _warm_up = FreezeAfterWarmUp()  # one per worker: the master makes none of its requests
 

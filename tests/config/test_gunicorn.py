@@ -37,6 +37,7 @@ def test_settings_follow_the_environment():
     conf = _settings(WEB_CONCURRENCY="3", GUNICORN_THREADS="4", GUNICORN_BIND="0.0.0.0:9000")
     assert (conf["workers"], conf["threads"], conf["bind"]) == (3, 4, "0.0.0.0:9000")
     assert conf["worker_class"] == "gthread" and conf["preload_app"] is True
+    assert conf["limit_request_line"] == 8190
 
 
 def test_the_master_freezes_before_forking():
@@ -133,6 +134,10 @@ def test_gunicorn_starts_with_the_settings_file_and_serves():
         assert response.status_code == 200
         for _ in range(6):  # past the freeze threshold of both workers: still serving
             assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        # A long query string (filters) is served up to the 8 KB request line; beyond it, a 414.
+        long_query = f"http://127.0.0.1:{port}/healthz?q=" + "x" * 6000
+        assert httpx.get(long_query, timeout=5).status_code == 200
+        assert httpx.get(long_query + "x" * 3000, timeout=5).status_code == 414
     finally:
         proc.terminate()
         proc.wait(timeout=20)
