@@ -343,12 +343,13 @@ def _write(group: list[Pending]) -> None:
     for session_id, pendings in accepted.items():
         session = by_id[session_id]
         now = max(pending.received_at for pending in pendings)
-        values = _session_counters(session=session, stored=stored[session_id], alive=True, now=now)
+        values = _session_counters(session=session, stored=stored.get(session_id, []), alive=True, now=now)
         assert values is not None  # alive sessions always move their last activity
         for name, value in values.items():
             setattr(session, name, value)
         updates.append((session_id, values))
     _update(updates)
+    # A session whose events were all duplicates has no entry: nothing follows for it.
     records = [events_stored(session=by_id[pk], events=events, publish=False) for pk, events in stored.items()]
     if records:
         transaction.on_commit(lambda: live_record_many(records))

@@ -12,6 +12,7 @@ transaction that also updates interest vectors).
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 import uuid
@@ -129,14 +130,18 @@ def test_a_single_event_is_committed_by_the_group_path_as_the_regular_path_would
     assert grouped_session.engagement_score > 0
 
 
-def test_a_resent_event_is_a_duplicate_and_still_counts_as_activity(consent):
+def test_a_resent_event_is_a_duplicate_and_still_counts_as_activity(
+    consent, caplog, django_capture_on_commit_callbacks
+):
     session, token = make_session(last_activity_at=timezone.now() - timedelta(minutes=5), consent=consent)
     assert post(token, session, {**EVENT, "messageId": "m-1"}).json()["stored"] == 1
     session.refresh_from_db()
     first_activity = session.last_activity_at
     before = counts()
-    response = post(token, session, {**EVENT, "messageId": "m-1"})
+    with caplog.at_level(logging.WARNING), django_capture_on_commit_callbacks(execute=True):
+        response = post(token, session, {**EVENT, "messageId": "m-1"})
     assert response.json() == {"stored": 0, "duplicates": 1, "anonymous": 0}
+    assert not caplog.records  # nothing to publish for a duplicate, and no error logged for it
     assert grouped(before) == (1, 1)
     session.refresh_from_db()
     assert BehaviorEvent.objects.filter(session=session).count() == 1
