@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 
@@ -14,12 +15,30 @@ class KeysetPagination(CursorPagination):
     max_page_size = 500
     ordering = "-id"
 
+    def paginate_queryset(self, queryset, request, view=None):
+        # The field a cursor's position is compared with, to check a decoded position first.
+        name = self.get_ordering(request, queryset, view)[0].lstrip("-")
+        self.position_field = queryset.model._meta.get_field(name)
+        return super().paginate_queryset(queryset, request, view)
+
     def decode_cursor(self, request):
-        # DRF answers a cursor it cannot decode with a 404; it is a bad parameter of a page
-        # that exists, so a 400 naming it.
+        # DRF answers a cursor it cannot decode with a 404, and one that decodes to a position
+        # the ordering field cannot hold (`p=x` for an id) with a 500 from the query; either
+        # is a bad parameter of a page that exists, so a 400 naming it.
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except NotFound:
-            raise ValidationFailed(
-                errors={self.cursor_query_param: ["Invalid cursor: follow the `next` or `previous` link as given."]}
-            ) from None
+            raise self._invalid() from None
+        if cursor is not None and cursor.position is not None:
+            field = getattr(self, "position_field", None)
+            try:
+                if field is not None:
+                    field.run_validators(field.to_python(cursor.position))
+            except ValidationError:
+                raise self._invalid() from None
+        return cursor
+
+    def _invalid(self) -> ValidationFailed:
+        return ValidationFailed(
+            errors={self.cursor_query_param: ["Invalid cursor: follow the `next` or `previous` link as given."]}
+        )

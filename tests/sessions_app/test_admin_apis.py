@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import orjson
 import pytest
@@ -146,10 +148,16 @@ def test_list_rejects_unknown_and_malformed_filters(staff_client):
     assert "consentGranted" in body["errors"]
 
 
-def test_list_rejects_a_forged_cursor(staff_client):
+@pytest.mark.parametrize(
+    "position",
+    [None, "x", "1e5", "1.5", str(2**63)],  # None: not a cursor at all; the others decode to a bad position
+)
+def test_list_rejects_a_forged_cursor(staff_client, position):
     """A cursor that was not issued by the API is a 400 naming the parameter, not a 500 (nor
-    DRF's 404: the list exists)."""
-    response = staff_client.get(LIST + "?cursor=not-a-cursor")
+    DRF's 404: the list exists), also when it decodes to a position an id cannot be."""
+    UserSessionFactory()
+    cursor = "not-a-cursor" if position is None else base64.b64encode(urlencode({"p": position}).encode()).decode()
+    response = staff_client.get(LIST, {"cursor": cursor})
     assert "cursor" in assert_problem(response, 400)["errors"]
 
 
