@@ -21,6 +21,8 @@ from django.db.models import (
     TextField,
 )
 from django.db.models.functions import Cast
+from django.http import QueryDict
+from django_filters import MultipleChoiceFilter
 
 from config.api.errors import ValidationFailed
 from sessions_app.filters import SessionFilter
@@ -54,9 +56,22 @@ class EventCriteria:
 
 
 def session_filter_errors(filters: Mapping[str, Any], *, ignore: frozenset[str] = frozenset()) -> dict[str, list[str]]:
-    """Unknown filter names, so a typo fails loudly instead of matching every session."""
+    """Unknown filter names, so a typo fails loudly instead of matching every session; and in
+    a search document, values a query parameter could not carry (an object, or a list where
+    the filter takes one value), which the filters would otherwise fail on or match nothing with."""
     known = set(SessionFilter.base_filters)
-    return {name: ["Unknown filter."] for name in sorted(set(filters) - known - ignore)}
+    errors = {name: ["Unknown filter."] for name in sorted(set(filters) - known - ignore)}
+    if isinstance(filters, QueryDict):
+        return errors
+    for name in sorted(set(filters) & known):
+        value = filters[name]
+        if isinstance(SessionFilter.base_filters[name], MultipleChoiceFilter):
+            if isinstance(value, list) and all(isinstance(item, str) for item in value) or isinstance(value, str):
+                continue
+            errors[name] = ["Expected a string or a list of strings."]
+        elif value is not None and not isinstance(value, str | int | float | bool):
+            errors[name] = ["Expected a string, a number or a boolean."]
+    return errors
 
 
 def session_admin_list(

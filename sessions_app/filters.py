@@ -13,6 +13,7 @@ from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from config.api.datetimes import UtcIsoDateTimeFilter
+from config.api.filters import StrictBooleanFilter
 from personalization.selectors import rule_segments_summary, segment_member_session_ids
 from privacy.consent import PURPOSES
 from sessions_app.models import DeviceType, UserSession
@@ -61,8 +62,8 @@ class SessionFilter(django_filters.FilterSet):
     startedOn = django_filters.DateFilter(
         field_name="started_at", lookup_expr="date", label="Started on", widget=forms.DateInput(attrs={"type": "date"})
     )
-    hasUser = django_filters.BooleanFilter(method="filter_has_user", label="Identified user")
-    active = django_filters.BooleanFilter(method="filter_active", label="Live (not ended)")
+    hasUser = StrictBooleanFilter(method="filter_has_user", label="Identified user")
+    active = StrictBooleanFilter(method="filter_active", label="Live (not ended)")
     consentGranted = django_filters.ChoiceFilter(
         choices=PURPOSE_CHOICES, method="filter_consent_granted", label="Consent granted"
     )

@@ -146,6 +146,8 @@ def test_list_rejects_unknown_and_malformed_filters(staff_client):
     assert "device" in body["errors"]
     body = assert_problem(staff_client.get(LIST + "?consentGranted=everything"), 400)
     assert "consentGranted" in body["errors"]
+    body = assert_problem(staff_client.get(LIST + "?hasUser=maybe&active=yes"), 400)
+    assert {"hasUser", "active"} <= set(body["errors"])
 
 
 @pytest.mark.parametrize(
@@ -234,6 +236,12 @@ def test_search_accepts_lists_and_booleans_in_the_filter_document(staff_client):
     [
         ({"filter": {"nope": 1}}, "nope"),
         ({"filter": []}, "filter"),
+        ({"filter": {"startedAfter": ["x"]}}, "startedAfter"),
+        ({"filter": {"startedBefore": {"a": 1}}}, "startedBefore"),
+        ({"filter": {"neuron": ["demo"]}}, "neuron"),
+        ({"filter": {"q": {"a": 1}}}, "q"),
+        ({"filter": {"device": [1]}}, "device"),
+        ({"filter": {"hasUser": "maybe"}}, "hasUser"),
         ({"events": [{"type": 5}]}, "events[0].type"),
         ({"events": [{"colour": "red"}]}, "events[0].colour"),
         ({"events": [{}] * 6}, "events"),
@@ -457,6 +465,8 @@ def test_bulk_update_above_the_limit_is_refused_whole(staff_client, audit_entrie
         ({"filter": {}, "addTags": ["x" * 65]}, "addTags"),
         ({"filter": {}, "metadata": [1]}, "metadata"),
         ({"filter": {"country": "GB"}, "end": True, "dryRun": 1}, "dryRun"),
+        ({"filter": {"startedAfter": ["x"]}, "end": True}, "startedAfter"),
+        ({"filter": {"active": 2}, "end": True}, "active"),
     ],
 )
 def test_bulk_update_rejects_malformed_requests(staff_client, audit_entries, body, field):

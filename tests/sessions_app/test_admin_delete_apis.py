@@ -215,6 +215,7 @@ def test_delete_needs_the_admin_csrf_token_with_a_login_session(client, staff_us
         ({"filter": {"contry": "GB"}}, "contry"),
         ({"filter": {"device": "fridge"}}, "device"),
         ({"filter": []}, "filter"),
+        ({"filter": {"startedAfter": {"a": 1}}}, "startedAfter"),
         ({"filter": {}, "dryRun": "yes"}, "dryRun"),
         ({"filter": {}, "end": True}, "end"),
         ({"events": [{"colour": "red"}]}, "events"),
