@@ -117,8 +117,14 @@ class ProfileDetailApi(StaffApi):
 class ProfileLinksApi(StaffApi):
     pagination_class = KeysetPagination
 
+    class PageInput(StrictSerializer):
+        cursor = serializers.CharField(required=False)
+        # The paginator would quietly serve its default page for "ten" or 0: a 400 instead.
+        pageSize = serializers.IntegerField(required=False, min_value=1)
+
     @extend_schema(responses={200: paginated(BridgeOutput)}, summary="The profile's links with confidence and evidence")
     def get(self, request, profile_id):
+        self.PageInput(data=request.query_params.dict()).is_valid(raise_exception=True)
         bridges = bridge_list_for_profile(profile=profile_get(public_id=profile_id))
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(bridges, request, view=self)

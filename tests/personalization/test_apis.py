@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from personalization.models import ArchetypeMembership, ProfileInterest, Segment, SessionInterest
 from personalization.services import interest_update_from_events, recommendations_compute, segments_materialize
 from privacy.models import AuditEntry
+from sessions_app.models import GlobalUserProfile
 from tests.conftest import IPHONE_UA
 from tests.helpers import assert_problem
 from tests.personalization.factories import (
@@ -26,6 +27,7 @@ from tests.sessions_app.factories import BehaviorEventFactory, GlobalUserProfile
 pytestmark = pytest.mark.django_db
 
 SEGMENTS = "/api/personalization/segments"
+ARCHETYPES = "/api/personalization/archetypes"
 NO_PERSONALIZATION = {"analytics": True, "personalization": False}
 
 
@@ -114,6 +116,82 @@ def test_segment_endpoints_need_a_staff_user(neuron, django_user_model):
     assert Segment.objects.filter(pk=segment.pk).exists()
 
 
+@pytest.fixture
+def user_client(db, django_user_model):
+    """A signed-in user who is not staff."""
+    client = APIClient()
+    client.force_authenticate(django_user_model.objects.create_user("user", "u@example.com", "pw-user-12345"))
+    return client
+
+
+def assert_refused_anonymous(response) -> dict:
+    """No credentials: 401 or 403 (cookie auth has no challenge scheme), as problem details."""
+    assert response.status_code in (401, 403), response.content
+    return assert_problem(response, response.status_code)
+
+
+def segment_state(segment) -> tuple:
+    segment.refresh_from_db()
+    return (segment.name, segment.slug, segment.rule, segment.is_active, segment.updated_at)
+
+
+@pytest.mark.parametrize("client_name", ["anonymous", "user_client"])
+def test_creating_a_segment_needs_a_staff_user(request, neuron, client_name):
+    """POST segments without credentials is 401/403, by a non-staff user 403; nothing is stored or audited."""
+    payload = {"neuronId": neuron.slug, "name": "Mobile", "rule": {"field": "device", "op": "eq", "value": "mobile"}}
+    if client_name == "anonymous":
+        assert_refused_anonymous(APIClient().post(SEGMENTS, payload, format="json"))
+    else:
+        assert_problem(request.getfixturevalue(client_name).post(SEGMENTS, payload, format="json"), 403)
+    assert not Segment.objects.exists()
+    assert not AuditEntry.objects.exists()
+
+
+def test_reading_a_segment_needs_a_staff_user(neuron, user_client):
+    """GET one segment: 401/403 anonymous, 403 for a non-staff user, with no segment data in the body."""
+    segment = SegmentFactory(neuron=neuron, name="Secret segment")
+    url = f"{SEGMENTS}/{segment.pk}"
+    anonymous, user = APIClient().get(url), user_client.get(url)
+    assert_refused_anonymous(anonymous)
+    assert_problem(user, 403)
+    assert "Secret segment" not in anonymous.content.decode() + user.content.decode()
+
+
+def test_changing_a_segment_needs_a_staff_user(neuron, user_client):
+    """PATCH by an anonymous caller (401/403) or a non-staff user (403) changes nothing."""
+    segment = SegmentFactory(neuron=neuron)
+    before = segment_state(segment)
+    url = f"{SEGMENTS}/{segment.pk}"
+    change = {"name": "Hijacked", "isActive": False}
+    assert_refused_anonymous(APIClient().patch(url, change, format="json"))
+    assert_problem(user_client.patch(url, change, format="json"), 403)
+    assert segment_state(segment) == before
+    assert not AuditEntry.objects.exists()
+
+
+def test_changing_an_unknown_segment_is_a_404(staff_client):
+    """PATCH of an id that names no segment: 404 problem, nothing created or audited."""
+    assert_problem(staff_client.patch(f"{SEGMENTS}/999999", {"name": "x"}, format="json"), 404)
+    assert not Segment.objects.exists()
+    assert not AuditEntry.objects.exists()
+
+
+def test_deleting_a_segment_needs_a_staff_user(neuron, user_client):
+    """DELETE by a non-staff user is 403 and the segment stays, unaudited."""
+    segment = SegmentFactory(neuron=neuron)
+    assert_problem(user_client.delete(f"{SEGMENTS}/{segment.pk}"), 403)
+    assert Segment.objects.filter(pk=segment.pk).exists()
+    assert not AuditEntry.objects.exists()
+
+
+def test_deleting_an_unknown_segment_is_a_404(staff_client, neuron):
+    """DELETE of an id that names no segment: 404 problem; other segments are untouched."""
+    segment = SegmentFactory(neuron=neuron)
+    assert_problem(staff_client.delete(f"{SEGMENTS}/{segment.pk + 1000}"), 404)
+    assert list(Segment.objects.values_list("pk", flat=True)) == [segment.pk]
+    assert not AuditEntry.objects.exists()
+
+
 def test_segment_list_filters_by_site_in_constant_queries(staff_client, neuron, django_assert_num_queries):
     """Listing is one query for the site, one for the page, whatever the number of segments."""
     for _ in range(5):
@@ -157,6 +235,68 @@ def test_materialized_members_are_listed_in_constant_queries(staff_client, neuro
     assert len(rest["results"]) == 1 and rest["next"] is None
     assert_problem(staff_client.get(f"{SEGMENTS}/999999/members"), 404)
     assert APIClient().get(url).status_code in (401, 403)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"cursor": "forged"},
+        {"cursor": "cD1hYmM="},  # base64 of "p=abc": well formed, but no id is "abc" (was a 500)
+        {"cursor": "cD05MjIzMzcyMDM2ODU0Nzc1ODA4"},  # "p=2**63": past a bigint
+        {"pageSize": "ten"},
+        {"pageSize": "0"},
+        {"pageSize": "-3"},
+        {"bogus": "1"},
+    ],
+)
+def test_members_bad_page_parameters_are_a_400(staff_client, neuron, params):
+    """A cursor the API did not issue, a page size that is not a positive integer, or an unknown
+    parameter is a 400 problem naming it, not a 404 nor a silently ignored value."""
+    segment = SegmentFactory(neuron=neuron)
+    UserSessionFactory(neuron=neuron, device_type="mobile")
+    segments_materialize(neuron=neuron)
+    body = assert_problem(staff_client.get(f"{SEGMENTS}/{segment.pk}/members", params), 400)
+    assert set(body["errors"]) == set(params)
+
+
+@pytest.mark.parametrize("params", [{"pageSize": "many"}, {"pageSize": "0"}, {"cursor": "forged"}])
+def test_segment_list_bad_page_parameters_are_a_400(staff_client, neuron, params):
+    """The segment list refuses the same page parameters as the member list."""
+    SegmentFactory(neuron=neuron)
+    body = assert_problem(staff_client.get(SEGMENTS, params), 400)
+    assert set(body["errors"]) == set(params)
+
+
+def test_members_need_a_staff_user(neuron, user_client):
+    """The member list is refused to a non-staff user: 403, with no session id in the body."""
+    session = UserSessionFactory(neuron=neuron, device_type="mobile")
+    segment = SegmentFactory(neuron=neuron)
+    segments_materialize(neuron=neuron)
+    response = user_client.get(f"{SEGMENTS}/{segment.pk}/members")
+    assert_problem(response, 403)
+    assert str(session.public_id) not in response.content.decode()
+
+
+@pytest.mark.parametrize("params", [{"neuronId": "x" * 65}, {"bogus": "1"}, {"neuronId": "a", "limit": "3"}])
+def test_archetypes_bad_parameters_are_a_400(staff_client, neuron, params):
+    """An over-long neuronId or an unknown parameter is a 400 problem naming the parameter."""
+    body = assert_problem(staff_client.get(ARCHETYPES, params), 400)
+    assert set(body["errors"]) <= set(params) and body["errors"]
+
+
+def test_archetypes_of_an_unknown_site_are_a_404(staff_client, neuron):
+    """neuronId that names no site: 404 problem, not an empty list (nor every site's archetypes)."""
+    ArchetypeFactory(neuron=neuron)
+    assert_problem(staff_client.get(ARCHETYPES, {"neuronId": "no-such-site"}), 404)
+
+
+def test_archetypes_need_a_staff_user(neuron, user_client):
+    """A non-staff user gets 403 and no archetype; anonymous 401/403."""
+    ArchetypeFactory(neuron=neuron, key="runners")
+    response = user_client.get(ARCHETYPES)
+    assert_problem(response, 403)
+    assert "runners" not in response.content.decode()
+    assert_refused_anonymous(APIClient().get(ARCHETYPES, {"neuronId": neuron.slug}))
 
 
 def test_archetypes_are_listed_for_staff(staff_client, neuron):
@@ -278,6 +418,30 @@ def test_session_endpoints_need_the_sessions_own_token(neuron):
         wrong.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
         assert_problem(wrong.get(url), 401)
         assert_problem(bearer(other).get(url), 404)
+
+
+def test_changing_preferences_needs_the_sessions_own_token(neuron):
+    """PUT preferences with no token or a bad one is 401, with another session's token 404; no
+    profile gets the change (neither the URL's session nor the token's)."""
+    profile = GlobalUserProfileFactory(neuron=neuron, preferences={"theme": "light"})
+    mine = token_session(neuron=neuron, profile=profile)
+    other_profile = GlobalUserProfileFactory(neuron=neuron, preferences={"theme": "light"})
+    other = token_session(neuron=neuron, profile=other_profile)
+    bare = token_session(neuron=neuron)  # no profile yet: a write would create one
+    change = {"theme": "dark", "layout": {"compact": True}}
+    for session in (mine, bare):
+        url = f"/api/personalization/{session.public_id}/preferences"
+        assert_problem(APIClient().put(url, change, format="json"), 401)
+        wrong = APIClient()
+        wrong.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
+        assert_problem(wrong.put(url, change, format="json"), 401)
+        assert_problem(bearer(other).put(url, change, format="json"), 404)
+    profile.refresh_from_db()
+    other_profile.refresh_from_db()
+    bare.refresh_from_db()
+    assert profile.preferences == {"theme": "light"} and other_profile.preferences == {"theme": "light"}
+    assert bare.profile_id is None
+    assert GlobalUserProfile.objects.count() == 2
 
 
 def test_ended_session_token_is_refused(neuron):

@@ -133,6 +133,73 @@ def test_links_list_query_count_does_not_grow_with_links(staff_client, neuron, d
         assert len(staff_client.get(profile_url(hub, "/links")).json()["results"]) == 12
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"cursor": "forged"},
+        {"cursor": "cD1hYmM="},  # base64 of "p=abc": well formed, but no id is "abc" (was a 500)
+        {"cursor": "cD05MjIzMzcyMDM2ODU0Nzc1ODA4"},  # "p=2**63": past a bigint
+        {"pageSize": "ten"},
+        {"pageSize": "0"},
+        {"bogus": "1"},
+    ],
+)
+def test_links_list_bad_page_parameters_are_a_400(staff_client, merged, params):
+    """A cursor the API did not issue, a page size that is not a positive integer, or an unknown
+    parameter is a 400 problem naming it, not a 404 nor a silently ignored value."""
+    body = assert_problem(staff_client.get(profile_url(merged[0], "/links"), params), 400)
+    assert set(body["errors"]) == set(params)
+
+
+def test_links_of_an_unknown_profile_are_a_404(staff_client, merged):
+    """An id that names no profile: 404 problem, not an empty list."""
+    assert_problem(staff_client.get(f"/api/sessions/profiles/{uuid.uuid4()}/links"), 404)
+
+
+def test_links_list_needs_a_staff_user(api_client, plain_user_client, merged):
+    """Anonymous and non-staff callers get 403 and no link evidence."""
+    url = profile_url(merged[0], "/links")
+    for client in (api_client, plain_user_client):
+        response = client.get(url)
+        assert_problem(response, 403)
+        assert "fingerprint" not in response.content.decode()
+
+
+def link_state(bridge) -> tuple:
+    """What a link decision would change: the link, both profiles, merges and the audit log."""
+    bridge.refresh_from_db()
+    return (
+        bridge.status,
+        bridge.decided_at,
+        list(GlobalUserProfile.objects.order_by("pk").values_list("pk", "merged_into_id")),
+        list(ProfileMerge.objects.order_by("pk").values_list("pk", "undone_at")),
+        AuditEntry.objects.count(),
+    )
+
+
+@pytest.mark.parametrize("decision", ["accept", "reject"])
+def test_deciding_a_suggested_link_needs_a_staff_user(api_client, plain_user_client, suggested, decision):
+    """accept/reject by an anonymous or non-staff caller: 403, the link stays suggested, nothing merges."""
+    a, _, bridge = suggested
+    before = link_state(bridge)
+    assert before[0] == BridgeStatus.SUGGESTED
+    url = profile_url(a, f"/links/{bridge.pk}/{decision}")
+    assert_problem(api_client.post(url), 403)
+    assert_problem(plain_user_client.post(url), 403)
+    assert link_state(bridge) == before
+
+
+def test_rejecting_a_merged_link_needs_a_staff_user(api_client, plain_user_client, merged):
+    """reject of a merged link by an anonymous or non-staff caller: 403, the merge is not undone."""
+    user, _, merge = merged
+    bridge = SessionBridge.objects.get(pk=merge.bridge_id)
+    before = link_state(bridge)
+    url = profile_url(user, f"/links/{bridge.pk}/reject")
+    assert_problem(api_client.post(url), 403)
+    assert_problem(plain_user_client.post(url), 403)
+    assert link_state(bridge) == before
+
+
 def test_accepting_a_suggested_link_merges_and_is_audited(staff_client, staff_user, suggested):
     """accept: the two profiles become one, the link is merged, the audit log says who."""
     a, b, bridge = suggested
@@ -216,6 +283,19 @@ def test_split_of_one_named_merge(staff_client, merged):
     response = staff_client.post(profile_url(user, "/split"), {"mergeId": merge.pk}, format="json")
     assert [m["mergeId"] for m in response.json()["undone"]] == [merge.pk]
     assert ProfileMerge.objects.filter(target=user, undone_at__isnull=True).count() == 1
+
+
+def test_split_needs_a_staff_user(api_client, plain_user_client, merged):
+    """split by an anonymous or non-staff caller: 403, no merge undone, nothing audited."""
+    user, absorbed, merge = merged
+    audited = AuditEntry.objects.count()
+    for client in (api_client, plain_user_client):
+        assert_problem(client.post(profile_url(user, "/split"), {}, format="json"), 403)
+        assert_problem(client.post(profile_url(user, "/split"), {"mergeId": merge.pk}, format="json"), 403)
+    absorbed.refresh_from_db()
+    assert absorbed.merged_into == user
+    assert not ProfileMerge.objects.filter(undone_at__isnull=False).exists()
+    assert AuditEntry.objects.count() == audited
 
 
 def test_splitting_a_profile_never_merged_is_409(staff_client, neuron):
