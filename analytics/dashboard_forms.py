@@ -45,12 +45,10 @@ def time_zone_choices() -> list[tuple[str, str]]:
     return [(settings.TIME_ZONE, settings.TIME_ZONE), *((zone, zone) for zone in zones)]
 
 
-class ReportForm(forms.Form):
-    """The range, the site and the time zone (of days and hours) every report page takes."""
+class RangeForm(forms.Form):
+    """The range picker every dashboard page with a report takes."""
 
     range = forms.ChoiceField(choices=[(k, k) for k in RANGE_KEYS], initial="7d")
-    site = forms.ChoiceField(required=False, label="Site")
-    tz = forms.ChoiceField(choices=time_zone_choices, label="Time zone", required=False)
 
     default_range = "7d"
 
@@ -63,6 +61,27 @@ class ReportForm(forms.Form):
             if name not in data and initial is not None:
                 data[name] = str(initial)
         super().__init__(data)
+
+    def kept_params(self, *exclude: str) -> list[tuple[str, str]]:
+        """The submitted parameters other than `exclude`, for links and forms that change only those."""
+        return [(k, v) for k, values in self.data.lists() if k not in exclude for v in values]
+
+
+class PrivacyForm(RangeForm):
+    """The privacy centre: consent rates of the sessions started in the last 24 hours or 7, 30 or 90 days
+    (of every site; the requests, retention and audit panels are not by range)."""
+
+    default_range = "30d"
+
+
+class ReportForm(RangeForm):
+    """The range, the site and the time zone (of days and hours) every report page takes."""
+
+    site = forms.ChoiceField(required=False, label="Site")
+    tz = forms.ChoiceField(choices=time_zone_choices, label="Time zone", required=False)
+
+    def __init__(self, data: QueryDict | dict[str, Any], *, now: datetime | None = None) -> None:
+        super().__init__(data, now=now)
         sites = list(Neuron.objects.order_by("slug").values_list("slug", "name"))
         self.fields["site"].choices = [("", "All sites"), *((slug, f"{name} ({slug})") for slug, name in sites)]
         self.scope: selectors.Scope | None = None
@@ -87,10 +106,6 @@ class ReportForm(forms.Form):
                 for message in messages:
                     self.add_error(SCOPE_FIELDS.get(name), message)
         return cleaned
-
-    def kept_params(self, *exclude: str) -> list[tuple[str, str]]:
-        """The submitted parameters other than `exclude`, for links and forms that change only those."""
-        return [(k, v) for k, values in self.data.lists() if k not in exclude for v in values]
 
 
 class OverviewForm(ReportForm):

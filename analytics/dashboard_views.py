@@ -1,5 +1,8 @@
 """The operator dashboard (/dashboard/): staff-only Django pages; charts are drawn in the
-browser by ECharts from JSON embedded with json_script, live numbers arrive over ws/dashboard/."""
+browser by ECharts from JSON embedded with json_script, live numbers arrive over ws/dashboard/.
+
+Every page only reads (its forms are GET forms; changes are made in the admin or through the API):
+other methods than GET and HEAD are a 405."""
 
 from __future__ import annotations
 
@@ -11,21 +14,23 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.views.decorators.http import require_safe
 
 from analytics import dashboard_selectors as selectors
-from analytics.dashboard_forms import FunnelForm, JourneyForm, OverviewForm, ReportForm, RetentionForm, SegmentsForm
+from analytics.dashboard_forms import (
+    FunnelForm,
+    JourneyForm,
+    OverviewForm,
+    PrivacyForm,
+    RangeForm,
+    RetentionForm,
+    SegmentsForm,
+)
 from privacy.consent import PURPOSES
 from privacy.selectors import privacy_report_site
 
 PAGE_SIZE = 50
 RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90)}
-
-
-def _range(request: HttpRequest, default: str = "7d") -> tuple[str, timedelta]:
-    key = request.GET.get("range", default)
-    if key not in RANGES:
-        key = default
-    return key, RANGES[key]
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -43,7 +48,7 @@ def _page(request: HttpRequest, template: str, section: str, context: dict[str, 
 
 
 def _report_page(
-    request: HttpRequest, template: str, section: str, form: ReportForm, report: Any, **context: Any
+    request: HttpRequest, template: str, section: str, form: RangeForm, report: Any, **context: Any
 ) -> HttpResponse:
     """A report page: its form (errors shown in place of the report), the range picker keeping the
     other parameters, and the report when the form is valid."""
@@ -61,6 +66,7 @@ def _report_page(
     )
 
 
+@require_safe
 @staff_member_required
 def overview(request: HttpRequest) -> HttpResponse:
     form = OverviewForm(request.GET)
@@ -79,6 +85,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     )
 
 
+@require_safe
 @staff_member_required
 def funnels(request: HttpRequest) -> HttpResponse:
     form = FunnelForm(request.GET)
@@ -102,6 +109,7 @@ def funnels(request: HttpRequest) -> HttpResponse:
     )
 
 
+@require_safe
 @staff_member_required
 def journeys(request: HttpRequest) -> HttpResponse:
     form = JourneyForm(request.GET)
@@ -114,6 +122,7 @@ def journeys(request: HttpRequest) -> HttpResponse:
     return _report_page(request, "dashboard/journeys.html", "journeys", form, report)
 
 
+@require_safe
 @staff_member_required
 def retention(request: HttpRequest) -> HttpResponse:
     form = RetentionForm(request.GET)
@@ -124,6 +133,7 @@ def retention(request: HttpRequest) -> HttpResponse:
     return _report_page(request, "dashboard/retention.html", "retention", form, report)
 
 
+@require_safe
 @staff_member_required
 def segments(request: HttpRequest) -> HttpResponse:
     form = SegmentsForm(request.GET)
@@ -131,6 +141,7 @@ def segments(request: HttpRequest) -> HttpResponse:
     return _report_page(request, "dashboard/segments.html", "segments", form, report)
 
 
+@require_safe
 @staff_member_required
 def sessions_explorer(request: HttpRequest) -> HttpResponse:
     filters = request.GET.copy()
@@ -149,6 +160,7 @@ def sessions_explorer(request: HttpRequest) -> HttpResponse:
     )
 
 
+@require_safe
 @staff_member_required
 def session_page(request: HttpRequest, public_id: Any) -> HttpResponse:
     detail = selectors.session_detail(public_id=public_id)
@@ -175,18 +187,16 @@ def session_page(request: HttpRequest, public_id: Any) -> HttpResponse:
     )
 
 
+@require_safe
 @staff_member_required
 def privacy_centre(request: HttpRequest) -> HttpResponse:
-    range_key, span = _range(request, "30d")
+    form = PrivacyForm(request.GET)
     # Privacy's own report (what staff get from /api/sessions/privacy-report), over the chosen range.
-    report = privacy_report_site(window=span)
-    consent = report["consentRates"]
-    return _page(
-        request,
-        "dashboard/privacy.html",
-        "privacy",
-        {
-            "range_key": range_key,
+    report = privacy_report_site(window=RANGES[form.cleaned_data["range"]]) if form.is_valid() else None
+    context: dict[str, Any] = {}
+    if report is not None:
+        consent = report["consentRates"]
+        context = {
             "consent": consent,
             # The consent chart's rows; with no session in the range every rate is 0 %.
             "consent_rows": [
@@ -196,5 +206,5 @@ def privacy_centre(request: HttpRequest) -> HttpResponse:
             "requests": report["requests"],
             "retention": report["retention"],
             "audit": report["auditChain"],
-        },
-    )
+        }
+    return _report_page(request, "dashboard/privacy.html", "privacy", form, report, **context)

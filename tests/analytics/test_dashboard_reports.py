@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from django.test import Client
 
+from privacy.ledger import consent_update
 from tests.federation.factories import NeuronFactory
 from tests.personalization.factories import ArchetypeFactory, SegmentFactory
 from tests.sessions_app.factories import BehaviorEventFactory, UserSessionFactory
@@ -255,6 +256,39 @@ def test_funnel_page_shows_bad_parameters_as_form_errors(operator_client, shop, 
     assert "funnel-data" not in html
 
 
+# Known bug: funnels and journeys read the events of every session, so the events a visitor's session
+# stored before they withdrew analytics consent are still drawn (the session itself is not counted).
+EVENTS_OF_WITHDRAWN_SESSIONS_COUNTED = pytest.mark.xfail(
+    strict=True, reason="events stored before an analytics consent withdrawal are still reported"
+)
+
+
+def withdrawn_visit(neuron):
+    """Today's visit through / -> /withdrawn-only -> conversion, whose visitor then withdrew analytics consent."""
+    session = visit(
+        neuron,
+        at=NOW - timedelta(hours=1),
+        events=[(0, "page_view", "", "/"), (30, "page_view", "", "/withdrawn-only"), (60, "conversion", "refund", "")],
+    )
+    return consent_update(session=session, given={"analytics": False})
+
+
+@EVENTS_OF_WITHDRAWN_SESSIONS_COUNTED
+def test_funnel_page_leaves_out_sessions_without_analytics_consent(operator_client, shop):
+    """Events of a session without analytics consent are not in the funnel, nor offered as its steps."""
+    withdrawn_visit(shop)
+    html = operator_client.get(
+        "/dashboard/funnels/", {"step": ["page:/", "page:/pricing", "event:conversion"], "window": "3600"}
+    ).content.decode()
+    assert [s["count"] for s in chart_data(html, "funnel-data")] == [3, 2, 1]
+    html = operator_client.get(
+        "/dashboard/funnels/", {"step": ["page:/", "page:/withdrawn-only"], "window": "3600"}
+    ).content.decode()
+    assert [s["count"] for s in chart_data(html, "funnel-data")] == [3, 0]
+    suggestions = operator_client.get("/dashboard/funnels/").content.decode()
+    assert "/withdrawn-only" not in suggestions and "event:conversion:refund" not in suggestions
+
+
 # --- journeys -----------------------------------------------------------------------------
 
 
@@ -302,6 +336,18 @@ def test_journey_page_for_an_unvisited_page_says_so(operator_client, shop):
     """A page nobody viewed gives an empty state, not an empty chart."""
     html = operator_client.get("/dashboard/journeys/?page=/nowhere").content.decode()
     assert 'data-testid="journey-empty"' in html and "journey-data" not in html
+
+
+@EVENTS_OF_WITHDRAWN_SESSIONS_COUNTED
+def test_journey_page_leaves_out_sessions_without_analytics_consent(operator_client, shop):
+    """Page views of a session without analytics consent are in no journey, and start none."""
+    withdrawn_visit(shop)
+    html = operator_client.get("/dashboard/journeys/?page=/&depth=2").content.decode()
+    graph = chart_data(html, "journey-data")
+    assert {n["name"]: n["value"] for n in graph["nodes"]} == {"0:/": 3, "1:/pricing": 2, "1:/blog": 1, "2:(exit)": 3}
+    assert "/withdrawn-only" not in html and "3 sessions viewed it" in html
+    empty = operator_client.get("/dashboard/journeys/?page=/withdrawn-only").content.decode()
+    assert 'data-testid="journey-empty"' in empty
 
 
 @pytest.mark.parametrize(
@@ -404,10 +450,17 @@ def test_segments_page_without_personalization_data_explains_the_empty_parts(ope
     assert "segments-data" in html
 
 
-@pytest.mark.parametrize("url", ALL_PAGES)
-@pytest.mark.parametrize("query", ["range=forever", "site=%00", "range=7d&site=" + "x" * 300])
+@pytest.mark.parametrize(
+    ("url", "query"),
+    [
+        *((url, query) for url in ALL_PAGES for query in ("range=forever", "site=%00", "range=7d&site=" + "x" * 300)),
+        # The privacy centre reports on every site: its only parameter is the range.
+        ("/dashboard/privacy/", "range=forever"),
+        ("/dashboard/privacy/", "range=%00"),
+    ],
+)
 def test_bad_range_or_site_is_a_form_error_on_every_page(operator_client, shop, url, query):
-    """Every report page lists a bad range or site instead of failing."""
+    """Every report page lists a bad range or site instead of failing (or quietly using another)."""
     response = operator_client.get(f"{url}?{query}")
     assert response.status_code == 200
     html = response.content.decode()

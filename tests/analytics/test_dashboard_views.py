@@ -20,6 +20,14 @@ from tests.sessions_app.factories import BehaviorEventFactory, GlobalUserProfile
 pytestmark = pytest.mark.django_db
 
 PAGES = ["/dashboard/", "/dashboard/sessions/", "/dashboard/privacy/"]
+READ_ONLY_PAGES = [
+    *PAGES,
+    "/dashboard/sessions/{session}/",
+    "/dashboard/funnels/",
+    "/dashboard/journeys/",
+    "/dashboard/retention/",
+    "/dashboard/segments/",
+]
 
 
 @pytest.fixture
@@ -169,6 +177,26 @@ def test_session_page_shows_timeline_journey_consent_and_links(operator_client):
     assert "identified" in html
 
 
+def test_session_page_sends_anonymous_visitors_to_the_login(client):
+    """Without a login the session page redirects to the admin login and shows nothing of the visit."""
+    session = UserSessionFactory(anonymous_id="visitor-secret-1")
+    response = client.get(f"/dashboard/sessions/{session.public_id}/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+    assert b"visitor-secret-1" not in response.content
+
+
+def test_session_page_refuses_non_staff_users(client, django_user_model):
+    """A logged-in user who is not staff is sent to the staff login too, for a real session as for a missing one."""
+    session = UserSessionFactory(anonymous_id="visitor-secret-1")
+    client.force_login(django_user_model.objects.create_user("visitor", "v@example.com", "pw-visitor-1"))
+    for url in (f"/dashboard/sessions/{session.public_id}/", f"/dashboard/sessions/{uuid.uuid4()}/"):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/admin/login/")
+        assert b"visitor-secret-1" not in response.content
+
+
 def test_unknown_session_page_is_404(operator_client):
     """An unknown session id is a 404 page."""
     assert operator_client.get(f"/dashboard/sessions/{uuid.uuid4()}/").status_code == 404
@@ -235,3 +263,26 @@ def test_favicon_redirects_to_a_static_icon(client):
     """/favicon.ico answers (no 404 in the browser console)."""
     response = client.get("/favicon.ico")
     assert response.status_code == 301 and response["Location"].endswith("dashboard/favicon.svg")
+
+
+# --- methods ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", READ_ONLY_PAGES)
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_pages_answer_only_get_and_head(operator_client, url, method):
+    """Every page only reads: for staff, a write method is a 405 naming GET and HEAD, not the page."""
+    url = url.format(session=UserSessionFactory().public_id)
+    response = getattr(operator_client, method)(url, {"range": "7d"})
+    assert response.status_code == 405
+    assert set(response["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD"}
+    assert b"<html" not in response.content
+    assert operator_client.head(url).status_code == 200
+
+
+@pytest.mark.parametrize("url", READ_ONLY_PAGES)
+def test_pages_post_no_form_to_the_dashboard(operator_client, url):
+    """The only POST form on a page is the admin's logout: nothing posts to a dashboard page."""
+    html = operator_client.get(url.format(session=UserSessionFactory().public_id)).content.decode()
+    post_forms = re.findall(r'<form\b[^>]*method="post"[^>]*>', html, re.I)
+    assert post_forms == ['<form method="post" action="/admin/logout/">']

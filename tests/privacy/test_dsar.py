@@ -17,7 +17,7 @@ from privacy.dsar import dsar_create, dsar_run
 from privacy.models import AuditEntry, DataSubjectRequest, ErasureTombstone
 from privacy.registry import personal_data_registry
 from sessions_app.models import BehaviorEvent, BridgeMethod, GlobalUserProfile, SessionBridge, UserSession
-from tests.helpers import bearer
+from tests.helpers import assert_problem, bearer
 
 pytestmark = pytest.mark.django_db
 
@@ -192,6 +192,37 @@ def test_bad_id_type_is_400(staff_client, alice):
     response = staff_client.get("/api/sessions/user-data/alice@example.com/export?idType=email")
     assert response.status_code == 400
     assert "idType" in response.json()["errors"]
+
+
+def test_bad_id_type_on_erasure_is_400_and_erases_nothing(staff_client, alice, django_capture_on_commit_callbacks):
+    """DELETE with an unknown idType is a 400 problem naming it; no request is made, no row removed."""
+    needles = alice.needles()
+    before = search_everywhere(needles)
+    response = run(
+        django_capture_on_commit_callbacks,
+        lambda: staff_client.delete("/api/sessions/user-data/alice@example.com?idType=email"),
+    )
+    body = assert_problem(response, 400)
+    assert "idType" in body["errors"]
+    assert not DataSubjectRequest.objects.exists()
+    assert not AuditEntry.objects.filter(action__startswith="dsar.").exists()
+    assert UserSession.objects.filter(profile=alice.profile).count() == 2
+    assert BehaviorEvent.objects.filter(session__profile=alice.profile).count() == 6
+    assert search_everywhere(needles) == before
+
+
+def test_request_status_needs_credentials(api_client, staff_client, django_user_model, alice):
+    """No credentials, or a token no session has: 401; a non-staff operator: 403. No word of the request."""
+    request, _ = dsar_create(kind="export", value="alice@example.com", subject_type="userId", requested_by="staff")
+    url = f"/api/sessions/user-data/requests/{request.public_id}"
+    for response in (api_client.get(url), bearer("no-such-token").get(url)):
+        assert_problem(response, 401)
+        assert "alice" not in response.content.decode()
+    assert_problem(api_client.get(f"/api/sessions/user-data/requests/{uuid.uuid4()}"), 401)  # no existence oracle
+    clerk = APIClient()
+    clerk.force_authenticate(django_user_model.objects.create_user("clerk", password="pw-clerk-123"))
+    assert_problem(clerk.get(url), 403)
+    assert staff_client.get(url).status_code == 200  # the same URL with credentials
 
 
 def test_user_data_endpoints_need_credentials(api_client, db, django_user_model, alice):

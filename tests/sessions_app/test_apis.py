@@ -287,6 +287,20 @@ def test_get_without_token_is_401(api_client, live_session):
     assert_problem(api_client.get(f"/api/sessions/{body['sessionId']}"), 401)
 
 
+@pytest.mark.parametrize("action", ["activity", "end"])
+def test_heartbeat_and_end_without_token_are_401_and_change_nothing(api_client, live_session, action):
+    """No Authorization header at all: a 401 problem, and the session is neither extended nor ended."""
+    _, body = live_session
+    before = UserSession.objects.get(public_id=body["sessionId"])
+    with time_machine.travel(timezone.now() + timedelta(minutes=20)):
+        response = api_client.post(f"/api/sessions/{body['sessionId']}/{action}", {}, format="json")
+    assert_problem(response, 401)
+    after = UserSession.objects.get(public_id=body["sessionId"])
+    assert after.ended_at is None and after.end_reason == before.end_reason
+    assert after.last_activity_at == before.last_activity_at and after.expires_at == before.expires_at
+    assert after.token_hash == before.token_hash and after.token_rotated_at == before.token_rotated_at
+
+
 def test_get_with_unknown_token_is_401(live_session):
     _, body = live_session
     assert_problem(bearer("nope").get(f"/api/sessions/{body['sessionId']}"), 401)
