@@ -143,6 +143,12 @@ def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
 
 
+# Reports look beyond their range (the previous period, whole weeks and local days): a range
+# far from the calendar's ends keeps all of that inside what dates can hold.
+RANGE_LIMITS = (datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
+RANGE_LIMITS_MESSAGE = "Must fall between 1900-01-01 and 9000-01-01."
+
+
 def scope_build(
     *,
     start: date | datetime | None = None,
@@ -168,14 +174,21 @@ def scope_build(
         raise ValidationFailed("Unknown time zone.", errors={"tz": ["Use an IANA time zone name."]}) from None
 
     def instant(value: date | datetime, *, is_end: bool, name: str) -> datetime | None:
-        if isinstance(value, datetime):
-            moment = value if timezone.is_aware(value) else value.replace(tzinfo=zone)
-            moment = moment.astimezone(UTC)
-            if moment.minute or moment.second or moment.microsecond:
-                errors[name] = ["Must fall on a whole hour."]
-                return None
-            return moment
-        return _local_midnight(value + DAY if is_end else value, zone)
+        try:
+            if isinstance(value, datetime):
+                moment = value if timezone.is_aware(value) else value.replace(tzinfo=zone)
+                moment = moment.astimezone(UTC)
+                if moment.minute or moment.second or moment.microsecond:
+                    errors[name] = ["Must fall on a whole hour."]
+                    return None
+            else:
+                moment = _local_midnight(value + DAY if is_end else value, zone)
+        except OverflowError:  # a day or a zone's offset away from the calendar's first or last day
+            moment = None
+        if moment is None or not RANGE_LIMITS[0] <= moment <= RANGE_LIMITS[1]:
+            errors[name] = [RANGE_LIMITS_MESSAGE]
+            return None
+        return moment
 
     end_at = instant(end, is_end=True, name="to") if end is not None else None
     if end is None:

@@ -149,6 +149,13 @@ def test_unknown_analytics_type_is_a_404_listing_valid_types(staff_client):
         ("/api/sessions/analytics/retention", {"periods": "0"}, "periods"),
         ("/api/sessions/analytics/pages", {"limit": "1000"}, "limit"),
         ("/api/sessions/analytics/events", {"limit": "ten"}, "limit"),
+        # Near the calendar's ends: the range, a day after it or its previous period leave what dates hold.
+        ("/api/sessions/metrics", {"to": "9999-12-31"}, "to"),
+        ("/api/sessions/metrics", {"from": "0001-01-01", "to": "0001-01-02", "tz": "Pacific/Kiritimati"}, "from"),
+        ("/api/sessions/devices", {"from": "9999-12-30", "to": "9999-12-31", "tz": "Etc/GMT+12"}, "to"),
+        ("/api/sessions/geographic", {"from": "1899-12-31", "to": "1900-01-02"}, "from"),
+        ("/api/sessions/analytics/trends", {"to": "9999-12-31T23:00:00Z"}, "to"),
+        ("/api/sessions/analytics/retention", {"from": "0001-01-01", "to": "0001-01-31"}, "from"),
     ],
 )
 def test_bad_parameters_are_400_problems_naming_the_field(db, staff_client, url, params, field):
