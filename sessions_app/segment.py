@@ -44,7 +44,7 @@ from sessions_app.event_input import (
     timestamp_parse,
 )
 from sessions_app.identity import profile_alias
-from sessions_app.ingestion import IngestResult, events_count_anonymously, events_ingest
+from sessions_app.ingestion import IngestResult, event_time, events_count_anonymously, events_ingest
 from sessions_app.models import UserSession
 from sessions_app.selectors import session_current_for_anonymous_id
 from sessions_app.services import session_create, session_update
@@ -145,6 +145,7 @@ def segment_call_parse(
     bag: ErrorBag,
     batch_context: dict[str, Any] | None = None,
     batch_sent_at: datetime | None = None,
+    received_at: datetime | None = None,
 ) -> SegmentCall | None:
     """One Segment call. `call_type` is fixed by the endpoint, or read from `type` in a batch."""
     if not isinstance(raw, dict):
@@ -220,6 +221,12 @@ def segment_call_parse(
             message_id=message_id or message_id_new(),
             generated_id=not message_id,
         )
+        if received_at is not None:
+            # Checked here, not only when stored, so that a batch names the call (batch[i]).
+            try:
+                event_time(event=call.event, sent_at=sent_at, received_at=received_at)
+            except OverflowError:
+                bag.add(f"{prefix}timestamp", "The timestamp is out of range once corrected for the client clock.")
     elif kind == "group":
         call.group_id = _identifier(raw.get("groupId"), name=f"{prefix}groupId", max_length=255, bag=bag) or ""
         if not call.group_id and f"{prefix}groupId" not in bag.errors:
@@ -237,15 +244,19 @@ def segment_call_parse(
     return call
 
 
-def segment_calls_parse(payload: Any, *, call_type: str | None) -> list[SegmentCall]:
+def segment_calls_parse(
+    payload: Any, *, call_type: str | None, received_at: datetime | None = None
+) -> list[SegmentCall]:
     """A single call's body, or a batch (`call_type` None) whose top-level `context` and
-    `integrations` merge into each item. All or nothing: errors name `batch[i].field`."""
+    `integrations` merge into each item. All or nothing: errors name `batch[i].field`.
+    With `received_at`, event times are also checked to stay in range once corrected for
+    clock skew (receivedAt - (sentAt - timestamp))."""
     bag = ErrorBag()
     if not isinstance(payload, dict):
         bag.add("body", NOT_OBJECT)
         bag.raise_if_any()
     if call_type is not None:
-        call = segment_call_parse(payload, call_type=call_type, prefix="", bag=bag)
+        call = segment_call_parse(payload, call_type=call_type, prefix="", bag=bag, received_at=received_at)
         bag.raise_if_any()
         return [call] if call is not None else []
 
@@ -270,7 +281,13 @@ def segment_calls_parse(payload: Any, *, call_type: str | None) -> list[SegmentC
             bag.add(f"batch[{index}]", f"A call may be at most {settings.SEGMENT_MAX_CALL_BYTES} bytes.")
             continue
         call = segment_call_parse(
-            raw, call_type=None, prefix=prefix, bag=bag, batch_context=batch_context, batch_sent_at=batch_sent_at
+            raw,
+            call_type=None,
+            prefix=prefix,
+            bag=bag,
+            batch_context=batch_context,
+            batch_sent_at=batch_sent_at,
+            received_at=received_at,
         )
         if call is not None:
             calls.append(call)

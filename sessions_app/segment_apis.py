@@ -126,7 +126,7 @@ def segment_view(call_type: str | None) -> Callable[[HttpRequest], HttpResponse]
                     status=400, title="Malformed request body", detail=f"Malformed JSON: {exc}", slug="malformed-body"
                 )
             neuron = neuron_authenticate(request, payload)
-            calls = segment_calls_parse(payload, call_type=call_type)
+            calls = segment_calls_parse(payload, call_type=call_type, received_at=received_at)
             result = segment_calls_process(
                 neuron=neuron, calls=calls, request_meta=request.META, received_at=received_at
             )

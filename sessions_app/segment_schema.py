@@ -57,10 +57,13 @@ _SUMMARIES = {
     "group": "Store a group id and its traits on the visitor's profile",
     "alias": "Merge a previous id into a user id",
     "batch": "Send several calls at once; top-level context and integrations merge into each",
+    # Segment's own alias of /v1/batch, which some server-side SDKs post to. (The one-letter
+    # paths analytics.js uses, /v1/t and the like, are not in Segment's HTTP API: not listed.)
+    "import": "Send several calls at once (Segment's alias of /v1/batch)",
 }
 _ERRORS = {
     "400": "Malformed JSON or an invalid call: `errors` names each bad field (`batch[i].field` in a batch).",
-    "401": "Missing, malformed or unknown write key.",
+    "401": "Missing, malformed, unknown or inactive write key.",
     "413": "Over Segment's limits: 32 KB per call, 500 KB and 2,500 calls per batch.",
     "415": "The body is not JSON.",
 }
@@ -82,6 +85,24 @@ def _call_schema(call_type: str, *, in_batch: bool) -> dict[str, Any]:
     if call_type != "alias":
         schema["anyOf"] = [{"required": ["userId"]}, {"required": ["anonymousId"]}]
     return schema
+
+
+def _batch_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["batch"],
+        "properties": {
+            "batch": {
+                "type": "array",
+                "maxItems": settings.SEGMENT_MAX_BATCH_EVENTS,
+                "items": {"oneOf": [_call_schema(call_type, in_batch=True) for call_type in _CALLS]},
+            },
+            "context": deepcopy(_COMMON["context"]),
+            "integrations": deepcopy(_OBJECT),
+            "sentAt": deepcopy(_TIME),
+            "writeKey": deepcopy(_COMMON["writeKey"]),
+        },
+    }
 
 
 def _operation(call_type: str, request_schema: dict[str, Any]) -> dict[str, Any]:
@@ -130,20 +151,6 @@ def add_segment_paths(result: dict[str, Any], generator, request, public) -> dic
     paths = result.setdefault("paths", {})
     for call_type in _CALLS:
         paths[f"/v1/{call_type}"] = {"post": _operation(call_type, _call_schema(call_type, in_batch=False))}
-    batch = {
-        "type": "object",
-        "required": ["batch"],
-        "properties": {
-            "batch": {
-                "type": "array",
-                "maxItems": settings.SEGMENT_MAX_BATCH_EVENTS,
-                "items": {"oneOf": [_call_schema(call_type, in_batch=True) for call_type in _CALLS]},
-            },
-            "context": _COMMON["context"],
-            "integrations": _OBJECT,
-            "sentAt": _TIME,
-            "writeKey": _COMMON["writeKey"],
-        },
-    }
-    paths["/v1/batch"] = {"post": _operation("batch", batch)}
+    for path in ("batch", "import"):
+        paths[f"/v1/{path}"] = {"post": _operation(path, _batch_schema())}
     return result
