@@ -277,9 +277,15 @@ def segment_calls_parse(
     calls: list[SegmentCall] = []
     for index, raw in enumerate(items):
         prefix = f"batch[{index}]."
-        if isinstance(raw, dict) and len(orjson.dumps(raw)) > settings.SEGMENT_MAX_CALL_BYTES:
-            bag.add(f"batch[{index}]", f"A call may be at most {settings.SEGMENT_MAX_CALL_BYTES} bytes.")
-            continue
+        if isinstance(raw, dict):
+            try:
+                size = len(orjson.dumps(raw))
+            except orjson.JSONEncodeError:  # nested past orjson's 254 levels (the body parser allows 1,024)
+                bag.add(f"batch[{index}]", "A call may nest at most 254 levels deep.")
+                continue
+            if size > settings.SEGMENT_MAX_CALL_BYTES:
+                bag.add(f"batch[{index}]", f"A call may be at most {settings.SEGMENT_MAX_CALL_BYTES} bytes.")
+                continue
         call = segment_call_parse(
             raw,
             call_type=None,
@@ -435,7 +441,9 @@ def segment_calls_process(
         traits = dict(call.traits)
         if call.type == "group":
             profile = session.profile
-            groups = dict((profile.traits.get("groups") if profile else None) or {})
+            # A `groups` trait that is not an object (an identify() may have set anything) is replaced.
+            known = profile.traits.get("groups") if profile else None
+            groups = dict(known) if isinstance(known, dict) else {}
             groups[call.group_id] = call.traits
             traits = {"groups": groups}
         if traits:

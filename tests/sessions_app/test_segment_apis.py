@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -191,6 +192,18 @@ def test_group_stores_group_id_and_traits_on_the_profile(neuron):
         assert post("/v1/group", body, key=neuron.publishable_key).status_code == 200
     profile = UserSession.objects.get().profile
     assert profile.traits["groups"] == {"acme": {"plan": "team"}, "globex": {"seats": 3}}
+
+
+@pytest.mark.parametrize("groups", ["ab", ["acme"], 5, None])
+def test_group_replaces_a_groups_trait_that_is_not_an_object(neuron, groups):
+    """identify() may set any `groups` trait; group() then starts the groups over instead of failing."""
+    identify = {"anonymousId": "a", "traits": {"groups": groups, "plan": "free"}, "context": GRANTED}
+    assert post("/v1/identify", identify, key=neuron.publishable_key).status_code == 200
+    body = {"anonymousId": "a", "groupId": "acme", "traits": {"seats": 3}, "context": GRANTED}
+    response = post("/v1/group", body, key=neuron.publishable_key)
+    assert response.status_code == 200, response.content
+    profile = UserSession.objects.get().profile
+    assert profile.traits["groups"] == {"acme": {"seats": 3}} and profile.traits["plan"] == "free"
 
 
 def test_batch_merges_top_level_context_and_is_idempotent_on_message_id(neuron):
@@ -390,6 +403,17 @@ def test_batch_item_over_32_kb_is_400_naming_it(neuron):
     """Inside a batch, an oversize item is named; the rest is not stored either."""
     payload = {"batch": [{"type": "track", **track()}, {"type": "track", **track(properties={"b": "x" * 33 * 1024})}]}
     body = assert_problem(post("/v1/batch", payload, key=neuron.publishable_key), 400)
+    assert "batch[1]" in body["errors"]
+    assert BehaviorEvent.objects.count() == 0
+
+
+def test_batch_item_nested_too_deeply_is_400_naming_it(neuron):
+    """The body may nest 1,024 levels; a call inside a batch is measured by orjson, which stops at 254."""
+    deep: dict = {"leaf": 1}
+    for _ in range(300):
+        deep = {"a": deep}
+    payload = {"batch": [{"type": "track", **track()}, {"type": "track", **track(properties=deep)}]}
+    body = assert_problem(post("/v1/batch", json.dumps(payload).encode(), key=neuron.publishable_key), 400)
     assert "batch[1]" in body["errors"]
     assert BehaviorEvent.objects.count() == 0
 
