@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from config.api.errors import PayloadTooLarge
 from federation.models import Neuron
@@ -345,6 +345,12 @@ class _Batch:
     def session_for(self, call: SegmentCall) -> UserSession:
         session = self.live_session(call.anonymous_id)
         if session is None:
+            # Concurrent first calls of a visitor (an SDK flushing two queues) would each open a
+            # session: the one that takes the lock first opens it, the others then find it.
+            _anonymous_id_lock(neuron_id=self.neuron.pk, anonymous_id=call.anonymous_id)
+            self.sessions.pop(call.anonymous_id, None)
+            session = self.live_session(call.anonymous_id)
+        if session is None:
             page = call.context.get("page") if isinstance(call.context.get("page"), dict) else {}
             referrer = page.get("referrer") if isinstance(page.get("referrer"), str) else ""
             landing = page.get("path")
@@ -400,6 +406,17 @@ def _call_identifiers(call: SegmentCall) -> list[tuple[str, str]]:
         if user_id:
             pairs += [("userId", user_id), ("anonymousId", user_id)]
     return pairs
+
+
+def _anonymous_id_lock(*, neuron_id: int, anonymous_id: str) -> None:
+    """Hold, until the transaction ends, a lock on opening a session for this anonymous id
+    (PostgreSQL; SQLite runs one write transaction at a time)."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"v1-session:{neuron_id}:{anonymous_id}"]
+        )
 
 
 @transaction.atomic
