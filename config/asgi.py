@@ -22,6 +22,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from config.chunked import ChunkedBodyMiddleware  # noqa: E402
 from config.gc_freeze import FreezeAfterWarmUpASGI, gc_freeze  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 
@@ -31,7 +32,7 @@ HTTP_THREADS = int(os.environ.get("ASGI_HTTP_THREADS", "16"))
 application = ProtocolTypeRouter(
     {
         # Long-lived objects leave the garbage collector after the first requests (config.gc_freeze).
-        "http": FreezeAfterWarmUpASGI(WSGIMiddleware(django_wsgi_app, workers=HTTP_THREADS)),
+        "http": FreezeAfterWarmUpASGI(WSGIMiddleware(ChunkedBodyMiddleware(django_wsgi_app), workers=HTTP_THREADS)),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -52,3 +52,40 @@ def test_problem_details_over_asgi():
     response = asyncio.run(_call("POST", "/api/sessions/create", content=b'{"consent": ', headers={"X-Site-Key": "x"}))
     assert response.status_code in (400, 401)
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def _chunks(*parts: bytes):
+    for part in parts:
+        yield part
+
+
+def test_a_chunked_body_is_read_as_any_other():
+    """No Content-Length, Transfer-Encoding: chunked: the body and its consent reach the view."""
+    neuron = NeuronFactory()
+    response = asyncio.run(
+        _call(
+            "POST",
+            "/api/sessions/create",
+            content=_chunks(b'{"consent": ', b'{"analytics": true}}'),
+            headers={"X-Site-Key": neuron.publishable_key, "Content-Type": "application/json"},
+        )
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["consent"]["analytics"] is True
+    assert UserSession.objects.get(public_id=response.json()["sessionId"]).consent["analytics"] is True
+
+
+def test_a_chunked_body_over_the_cap_is_a_413_problem(settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    neuron = NeuronFactory()
+    response = asyncio.run(
+        _call(
+            "POST",
+            "/api/sessions/create",
+            content=_chunks(b'{"consent": {"analytics": true}, "x": "', b"y" * 2048, b'"}'),
+            headers={"X-Site-Key": neuron.publishable_key, "Content-Type": "application/json"},
+        )
+    )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert not UserSession.objects.exists()
