@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -251,6 +252,22 @@ def _segment_slug(*, neuron: Neuron, slug: str | None, name: str) -> str:
     return value
 
 
+def _slug_taken(slug: str) -> Conflict:
+    return Conflict(f"A segment with slug {slug!r} already exists on this site.", errors={"slug": ["Taken."]})
+
+
+@contextlib.contextmanager
+def _slug_unique(slug: str) -> Iterator[None]:
+    """Run the INSERT/UPDATE that stores `slug` in a savepoint: the check before it cannot see a
+    concurrent writer of the same slug, so the unique constraint (the table's only one besides
+    the key) decides, and its violation is the same 409 as the check's, not a 500."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as exc:
+        raise _slug_taken(slug) from exc
+
+
 @transaction.atomic
 def segment_create(
     *,
@@ -266,10 +283,11 @@ def segment_create(
     rule_validate(rule)
     slug = _segment_slug(neuron=neuron, slug=slug, name=name)
     if Segment.objects.filter(neuron=neuron, slug=slug).exists():
-        raise Conflict(f"A segment with slug {slug!r} already exists on this site.", errors={"slug": ["Taken."]})
-    segment = Segment.objects.create(
-        neuron=neuron, slug=slug, name=name, description=description, rule=rule, is_active=is_active
-    )
+        raise _slug_taken(slug)
+    with _slug_unique(slug):
+        segment = Segment.objects.create(
+            neuron=neuron, slug=slug, name=name, description=description, rule=rule, is_active=is_active
+        )
     audit_log(actor=actor, action="segment.create", subject=f"segment:{segment.pk}", details={"rule": rule})
     return segment
 
@@ -288,12 +306,13 @@ def segment_update(*, segment: Segment, changes: dict[str, Any], actor: Any = No
     if "slug" in changes:
         slug = _segment_slug(neuron=segment.neuron, slug=changes["slug"], name=segment.name)
         if Segment.objects.filter(neuron_id=segment.neuron_id, slug=slug).exclude(pk=segment.pk).exists():
-            raise Conflict(f"A segment with slug {slug!r} already exists on this site.", errors={"slug": ["Taken."]})
+            raise _slug_taken(slug)
         segment.slug = slug
     for key in ("name", "description", "is_active"):
         if key in changes:
             setattr(segment, key, changes[key])
-    segment.save()
+    with _slug_unique(segment.slug):
+        segment.save()
     audit_log(actor=actor, action="segment.update", subject=f"segment:{segment.pk}", details={"changes": changes})
     return segment
 

@@ -251,6 +251,7 @@ class SessionDetailApi(SessionTokenApi):
             consent=v.get("consent"),
             metadata=v.get("metadata"),
             fingerprint=v.get("fingerprint"),
+            via_previous_token=request.auth.via_previous,
         )
         return Response(session_payload(result.session, token=result.token))
 

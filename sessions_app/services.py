@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from config.api.errors import ValidationFailed
+from config.api.errors import Unauthorized, ValidationFailed
 from federation.models import Neuron
 from privacy.consent import consent_resolve, has_consent
 from privacy.services import (
@@ -313,11 +313,36 @@ def session_update(
     consent: dict[str, bool] | None = None,
     metadata: dict[str, Any] | None = None,
     fingerprint: dict[str, Any] | None = None,
+    via_previous_token: bool | None = None,
 ) -> SessionResult:
     """Apply allowlisted changes. A new userId attaches the session to that user's profile
-    (sessions_app.identity) and rotates the token."""
+    (sessions_app.identity) and rotates the token.
+
+    Updates of one session run one after another on its row lock. `via_previous_token` (a
+    request's bearer token: how it matched `session` when authentication read it; None for
+    callers without a token) is checked again once the lock is held, since a concurrent
+    update may have rotated the token meanwhile: a token that is no longer the current one
+    nor the previous one inside its grace period is a 401, as it would be for a later
+    request; one that is the previous one is applied but rotates nothing (as a heartbeat):
+    the client already has the newer token in flight, and a rotated-out token must never
+    mint a new one that outlives its grace period."""
     now = timezone.now()
-    session = UserSession.objects.select_for_update(of=("self",)).select_related("profile", "neuron").get(pk=session.pk)
+    presented = None
+    if via_previous_token is not None:
+        presented = session.previous_token_hash if via_previous_token else session.token_hash
+    # Lock the row alone and read the profile after: a request that waited for the lock reads
+    # the row as the update before it left it, but a joined profile as of its own snapshot
+    # (PostgreSQL's READ COMMITTED re-check), so a profile created meanwhile would read as None.
+    session = UserSession.objects.select_for_update(of=("self",)).select_related("neuron").get(pk=session.pk)
+    if presented is not None:
+        challenge = {"WWW-Authenticate": 'Bearer realm="session"'}
+        if not session_is_alive(session, now=now):
+            raise Unauthorized("This session has ended or expired; create or restore a session.", headers=challenge)
+        if session.token_hash != presented:
+            valid_until = session.previous_token_valid_until
+            if session.previous_token_hash != presented or valid_until is None or valid_until <= now:
+                raise Unauthorized("Invalid or expired session token.", headers=challenge)
+            via_previous_token = True
     fields: set[str] = set()
     token: str | None = None
 
@@ -333,7 +358,7 @@ def session_update(
             identity_link_enqueue(session=session)
 
     if user_id is not None and not identifier_is_erased(subject_type="userId", value=user_id):
-        if profile_identify(session=session, user_id=user_id, now=now):
+        if profile_identify(session=session, user_id=user_id, now=now) and not via_previous_token:
             # A privilege change must not keep the old credential.
             token = _rotate_token(session=session, now=now)
 
