@@ -6,8 +6,10 @@ version, hash of the notice shown, source, controllers, time, truncated
 network, user agent); the session's consent snapshot, which ingestion,
 identity and personalization read, follows the latest decision at once.
 
-Withdrawal takes effect in the same transaction: no analytics consent means
-ingestion stores no further rows (it reads the snapshot); no fingerprinting
+Withdrawal takes effect in the same transaction: no analytics consent deletes
+the session's event rows and its packed sequence (consent no longer covers them,
+and every report leaves the session out from then on) and ingestion stores no
+further rows (it reads the snapshot); no fingerprinting
 consent deletes the device's fingerprints and the probabilistic links resting
 on them (sessions_app.linking.identity_forget_fingerprints); no personalization
 consent makes personalization serve defaults (it reads the snapshot).
@@ -27,6 +29,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from analytics.models import SessionSequence
 from federation.models import Neuron
 from personalization.services import interest_forget
 from privacy.audit import audit_log
@@ -34,7 +37,7 @@ from privacy.consent import PURPOSES, consent_normalise, consent_resolve, has_co
 from privacy.models import ConsentRecord, ConsentSource
 from sessions_app.enrichment import RequestMeta
 from sessions_app.linking import identity_forget_fingerprints
-from sessions_app.models import BridgeStatus, GlobalUserProfile, SessionBridge, UserSession
+from sessions_app.models import BehaviorEvent, BridgeStatus, GlobalUserProfile, SessionBridge, UserSession
 
 
 def consent_record(
@@ -132,6 +135,25 @@ def _consent_insert_one_statement(
     return records
 
 
+def _forget_events(session: UserSession) -> None:
+    """Analytics withdrawn: the session's events and what is copied from them (its sequence, whose
+    deletion marks its day's packed sequences stale; the closed hours' rollups are recounted by
+    the reconcile job) go, and its counters with them. Counts already rolled up into closed
+    periods stay as anonymous aggregates."""
+    BehaviorEvent.objects.filter(session=session).delete()
+    SessionSequence.objects.filter(session=session).delete()
+    counters = {
+        "event_count": 0,
+        "page_view_count": 0,
+        "conversion_count": 0,
+        "interaction_count": 0,
+        "engagement_score": 0.0,
+    }
+    UserSession.objects.filter(pk=session.pk).update(**counters)
+    for name, value in counters.items():
+        setattr(session, name, value)
+
+
 def _forget_fingerprints(session: UserSession) -> None:
     """Fingerprinting withdrawn: the identity service removes fingerprints and probabilistic links
     (undoing merges they caused, which may move this session back to its own profile)."""
@@ -142,6 +164,8 @@ def _forget_fingerprints(session: UserSession) -> None:
 def consent_withdrawal_apply(*, session: UserSession, before: Mapping[str, bool]) -> list[str]:
     """Apply what the purposes withdrawn between `before` and the session's snapshot require, now."""
     withdrawn = [p for p in PURPOSES if has_consent(before, p) and not has_consent(session.consent, p)]
+    if "analytics" in withdrawn:
+        _forget_events(session)
     if not has_consent(session.consent, "fingerprinting") and ("fingerprinting" in withdrawn or session.fingerprint_id):
         _forget_fingerprints(session)
     if "personalization" in withdrawn:

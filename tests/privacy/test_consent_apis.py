@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from privacy.models import AuditEntry, ConsentRecord
-from sessions_app.models import UserSession
+from sessions_app.models import BehaviorEvent, UserSession
 from tests.conftest import IPHONE_UA
 from tests.helpers import assert_problem
 from tests.sessions_app.factories import UserSessionFactory
@@ -39,13 +39,15 @@ def test_visitor_grants_and_withdraws_with_the_same_call(live_session):
 
 
 def test_withdrawn_analytics_stops_event_rows_at_once(live_session):
-    """After withdrawal, events are only counted anonymously."""
+    """After withdrawal, the rows stored before are gone and events are only counted anonymously."""
     client, body = live_session
     sid = body["sessionId"]
     assert client.post(f"/api/sessions/{sid}/events", {"eventType": "page_view"}, format="json").json()["stored"] == 1
     client.post(URL, {"consent": {"analytics": False}}, format="json")
+    assert not BehaviorEvent.objects.filter(session__public_id=sid).exists()
     after = client.post(f"/api/sessions/{sid}/events", {"eventType": "page_view"}, format="json").json()
     assert after["stored"] == 0 and after["anonymous"] == 1
+    assert not BehaviorEvent.objects.filter(session__public_id=sid).exists()
 
 
 def test_session_create_records_the_consent_it_carries(site_client):

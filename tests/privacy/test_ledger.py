@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+from analytics.models import SessionSequence
 from privacy.ledger import consent_current, consent_record, consent_update, linked_profiles
 from privacy.models import AppendOnlyError, AuditEntry, ConsentRecord
 from sessions_app.enrichment import request_meta_from
-from sessions_app.models import BridgeMethod, BridgeStatus, DeviceFingerprint, SessionBridge, UserSession
+from sessions_app.models import BehaviorEvent, BridgeMethod, BridgeStatus, DeviceFingerprint, SessionBridge, UserSession
 from tests.conftest import IPHONE_UA
-from tests.sessions_app.factories import GlobalUserProfileFactory, UserSessionFactory
+from tests.sessions_app.factories import BehaviorEventFactory, GlobalUserProfileFactory, UserSessionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -79,6 +80,39 @@ def test_withdrawing_fingerprinting_removes_the_device_fingerprint_at_once():
     session.refresh_from_db()
     assert session.fingerprint_id is None
     assert not DeviceFingerprint.objects.filter(pk=fp.pk).exists()
+
+
+def test_withdrawing_analytics_deletes_the_sessions_events_and_what_is_copied_from_them():
+    """No analytics consent: the session's events, its packed sequence and its counters go at once;
+    another session's events, and a withdrawal of another purpose, leave events alone."""
+    session = UserSessionFactory(consent={"analytics": True, "marketing": True}, event_count=2, page_view_count=2)
+    other = UserSessionFactory(neuron=session.neuron, consent={"analytics": True})
+    for target in (session, session, other):
+        BehaviorEventFactory(session=target, event_type="page_view")
+    now = timezone.now()
+    SessionSequence.objects.create(
+        session=session,
+        neuron=session.neuron,
+        started_at=session.started_at,
+        device_type=session.device_type,
+        first_event_at=now,
+        last_event_at=now,
+        event_count=2,
+        events=b"",
+    )
+
+    consent_update(session=session, given={"marketing": False}, request_meta=meta())
+    assert BehaviorEvent.objects.filter(session=session).count() == 2
+
+    consent_update(session=session, given={"analytics": False}, request_meta=meta())
+    assert not BehaviorEvent.objects.filter(session=session).exists()
+    assert not SessionSequence.objects.filter(session=session).exists()
+    assert BehaviorEvent.objects.filter(session=other).count() == 1
+    session.refresh_from_db()
+    assert (session.event_count, session.page_view_count, session.engagement_score) == (0, 0, 0.0)
+
+    consent_update(session=session, given={"analytics": True}, request_meta=meta())  # a new grant deletes nothing
+    assert BehaviorEvent.objects.filter(session=other).count() == 1
 
 
 def test_staff_consent_change_is_recorded_as_admin_and_audited(staff_user):
