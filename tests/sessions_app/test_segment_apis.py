@@ -287,14 +287,16 @@ def test_identify_and_alias_without_consent_are_dropped(neuron):
 
 
 def test_consent_withdrawn_in_context_stops_storage_for_the_live_session(neuron):
-    """A later call refusing analytics updates the session's consent; its events are then only counted."""
+    """A later call refusing analytics updates the session's consent, which deletes the events stored
+    before (privacy.ledger); its events are then only counted."""
     post("/v1/track", track(), key=neuron.publishable_key)
+    assert BehaviorEvent.objects.count() == 1
     refused = {"consent": {"categoryPreferences": {"analytics": False}}}
     response = post("/v1/track", track(context=refused), key=neuron.publishable_key)
     assert response.json()["anonymous"] == 1
     assert UserSession.objects.get().consent["analytics"] is False
     post("/v1/track", track(context={}), key=neuron.publishable_key)
-    assert BehaviorEvent.objects.count() == 1
+    assert BehaviorEvent.objects.count() == 0
 
 
 def test_opt_out_mode_stores_without_explicit_consent(neuron, settings):
