@@ -11,6 +11,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from config.api.json_numbers import JSONDecoder
 from federation.models import Neuron
 from sessions_app.models import GlobalUserProfile, UserSession
 
@@ -39,7 +40,9 @@ class SessionInterest(models.Model):
     """The interest vector of one session."""
 
     session = models.OneToOneField(UserSession, on_delete=models.CASCADE, related_name="interest")
-    weights = models.JSONField(default=dict, blank=True, help_text="{category: weight as of `as_of`}")
+    weights = models.JSONField(
+        decoder=JSONDecoder, default=dict, blank=True, help_text="{category: weight as of `as_of`}"
+    )
     as_of = models.DateTimeField()
     event_count = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
@@ -55,7 +58,9 @@ class ProfileInterest(models.Model):
     """The interest vector and engagement of one profile, across all its sessions and devices."""
 
     profile = models.OneToOneField(GlobalUserProfile, on_delete=models.CASCADE, related_name="interest")
-    weights = models.JSONField(default=dict, blank=True, help_text="{category: weight as of `as_of`}")
+    weights = models.JSONField(
+        decoder=JSONDecoder, default=dict, blank=True, help_text="{category: weight as of `as_of`}"
+    )
     as_of = models.DateTimeField()
     event_count = models.PositiveIntegerField(default=0)
     # Recency-weighted mean of the profile's session engagement scores (0..100).
@@ -82,7 +87,7 @@ class Segment(models.Model):
     slug = models.SlugField(max_length=64)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
-    rule = models.JSONField(help_text="all / any / not over conditions; validated on save.")
+    rule = models.JSONField(decoder=JSONDecoder, help_text="all / any / not over conditions; validated on save.")
     is_active = models.BooleanField(default=True)
     # Filled by the materialization job.
     size = models.PositiveIntegerField(default=0, help_text="Member sessions at the last materialization.")
@@ -122,8 +127,10 @@ class Archetype(models.Model):
     neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="archetypes")
     key = models.SlugField(max_length=64, help_text="Stable name derived from the top categories.")
     label = models.CharField(max_length=200)
-    top_categories = models.JSONField(default=list, blank=True)
-    centroid = models.JSONField(default=dict, blank=True, help_text="{category: weight} of the unit-length centre.")
+    top_categories = models.JSONField(decoder=JSONDecoder, default=list, blank=True)
+    centroid = models.JSONField(
+        decoder=JSONDecoder, default=dict, blank=True, help_text="{category: weight} of the unit-length centre."
+    )
     size = models.PositiveIntegerField(default=0)
     silhouette = models.FloatField(null=True, blank=True, help_text="Mean silhouette of the run that chose k.")
     computed_at = models.DateTimeField()
@@ -175,8 +182,8 @@ class ContentVariant(models.Model):
 
     slot = models.ForeignKey(ContentSlot, on_delete=models.CASCADE, related_name="variants")
     key = models.SlugField(max_length=64)
-    content = models.JSONField(default=dict, blank=True)
-    targeting = models.JSONField(default=dict, blank=True)
+    content = models.JSONField(decoder=JSONDecoder, default=dict, blank=True)
+    targeting = models.JSONField(decoder=JSONDecoder, default=dict, blank=True)
     priority = models.IntegerField(default=0, validators=[MinValueValidator(-1000), MaxValueValidator(1000)])
     is_default = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)

@@ -12,6 +12,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from config.api.json_numbers import JSONDecoder
 from federation.models import Neuron
 
 
@@ -24,8 +25,8 @@ class GlobalUserProfile(models.Model):
     user_id_hash = models.CharField(max_length=64, null=True, blank=True)
     # The user id itself, Fernet-encrypted (MultiFernet, rotatable keys).
     user_id_encrypted = models.TextField(blank=True, default="")
-    traits = models.JSONField(default=dict, blank=True)
-    preferences = models.JSONField(default=dict, blank=True)
+    traits = models.JSONField(decoder=JSONDecoder, default=dict, blank=True)
+    preferences = models.JSONField(decoder=JSONDecoder, default=dict, blank=True)
     merged_into = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_profiles"
     )
@@ -60,7 +61,7 @@ class DeviceFingerprint(models.Model):
 
     neuron = models.ForeignKey(Neuron, on_delete=models.CASCADE, related_name="fingerprints")
     fingerprint_hash = models.CharField(max_length=128)
-    components = models.JSONField(default=dict, blank=True)
+    components = models.JSONField(decoder=JSONDecoder, default=dict, blank=True)
     profile = models.ForeignKey(
         GlobalUserProfile, null=True, blank=True, on_delete=models.SET_NULL, related_name="fingerprints"
     )
@@ -154,8 +155,10 @@ class UserSession(models.Model):
     # sessions_app.engagement.engagement_score of the counters above and the duration.
     engagement_score = models.FloatField(default=0.0)
 
-    consent = models.JSONField(default=dict, blank=True, help_text="Snapshot of the current consent.")
-    metadata = models.JSONField(default=dict, blank=True)
+    consent = models.JSONField(
+        decoder=JSONDecoder, default=dict, blank=True, help_text="Snapshot of the current consent."
+    )
+    metadata = models.JSONField(decoder=JSONDecoder, default=dict, blank=True)
 
     class Meta:
         db_table = "user_sessions"
@@ -192,7 +195,7 @@ class BehaviorEvent(models.Model):
     anonymous_id = models.CharField(max_length=128, blank=True, default="")
     event_type = models.CharField(max_length=32)
     event_name = models.CharField(max_length=200, blank=True, default="")
-    properties = models.JSONField(default=dict, blank=True)
+    properties = models.JSONField(decoder=JSONDecoder, default=dict, blank=True)
     page_url = models.CharField(max_length=2048, blank=True, default="")
     page_path = models.CharField(max_length=1024, blank=True, default="")
     page_title = models.CharField(max_length=512, blank=True, default="")
@@ -254,7 +257,7 @@ class SessionBridge(models.Model):
     to_anonymous_id = models.CharField(max_length=128, blank=True, default="")
     method = models.CharField(max_length=16, choices=BridgeMethod.choices)
     confidence = models.FloatField()
-    evidence = models.JSONField(default=dict, blank=True)
+    evidence = models.JSONField(decoder=JSONDecoder, default=dict, blank=True)
     status = models.CharField(max_length=16, choices=BridgeStatus.choices, default=BridgeStatus.SUGGESTED)
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
@@ -313,11 +316,11 @@ class ProfileMerge(models.Model):
     target = models.ForeignKey(GlobalUserProfile, on_delete=models.CASCADE, related_name="merges_in")
     bridge = models.ForeignKey(SessionBridge, null=True, blank=True, on_delete=models.SET_NULL, related_name="merges")
     method = models.CharField(max_length=16, choices=BridgeMethod.choices)
-    moved = models.JSONField(default=dict)
+    moved = models.JSONField(decoder=JSONDecoder, default=dict)
     last_event_id = models.BigIntegerField(default=0)
-    source_state = models.JSONField(default=dict)
-    target_before = models.JSONField(default=dict)
-    target_after = models.JSONField(default=dict)
+    source_state = models.JSONField(decoder=JSONDecoder, default=dict)
+    target_before = models.JSONField(decoder=JSONDecoder, default=dict)
+    target_after = models.JSONField(decoder=JSONDecoder, default=dict)
     actor = models.CharField(max_length=200, blank=True, default="")
     merged_at = models.DateTimeField()
     undone_at = models.DateTimeField(null=True, blank=True)

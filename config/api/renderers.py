@@ -5,6 +5,8 @@ from typing import Any
 import orjson
 from rest_framework.renderers import BaseRenderer
 
+from config.api.json_numbers import json_safe
+
 
 class JSONRenderer(BaseRenderer):
     """orjson rendering: several times faster than json on the response path."""
@@ -16,4 +18,10 @@ class JSONRenderer(BaseRenderer):
     def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
         if data is None:
             return b""
-        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+        except orjson.JSONEncodeError:
+            # An integer past 64 bits (the JSONFields' decoder makes none, but data has other
+            # sources): rendered as the float it stands for, never a 500. Anything else that
+            # is not JSON raises again here.
+            return orjson.dumps(json_safe(data), option=orjson.OPT_NON_STR_KEYS)
