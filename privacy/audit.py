@@ -58,6 +58,24 @@ def _timestamp(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+# orjson writes a float of this size or more with an exponent (1e19), which PostgreSQL's jsonb
+# gives back as an integer literal (10000000000000000000): the same number, read as an int when
+# orjson can render it (config.api.json_numbers), as a float otherwise.
+_EXPONENT_FLOATS = 1e16
+
+
+def _numbers_canonical(value: Any) -> Any:
+    """`value` with each float that jsonb would give back as an integer (orjson can render) made
+    that int, so an entry hashes the same written and read back."""
+    if isinstance(value, float) and abs(value) >= _EXPONENT_FLOATS and -(2.0**63) <= value < 2.0**64:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _numbers_canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_numbers_canonical(item) for item in value]
+    return value
+
+
 def entry_digest(
     *, prev_hash: str, seq: int, created_at: datetime, actor: str, action: str, subject: str, details: Any
 ) -> str:
@@ -68,7 +86,7 @@ def entry_digest(
             "actor": actor,
             "action": action,
             "subject": subject,
-            "details": details,
+            "details": _numbers_canonical(details),
         },
         option=orjson.OPT_SORT_KEYS,
     )

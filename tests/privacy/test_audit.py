@@ -84,6 +84,13 @@ def test_details_are_stored_as_json_and_still_verify():
     assert audit_verify().ok
 
 
+@pytest.mark.parametrize("number", [1e16, 1e19, 1.5e19, -5e18, 2.0**64, -1e19, 1e20, 1e300, 2.5, 2.0, 10**19])
+def test_any_number_in_the_details_still_verifies(number):
+    """PostgreSQL's jsonb gives 1e19 back as 10000000000000000000: the hash is of the same number either way."""
+    audit_log(actor="system", action="segment.create", subject="segment:1", details={"rule": {"value": number}})
+    assert audit_verify().ok
+
+
 def test_edited_entry_is_named():
     """An edited row is reported as edited, with its seq."""
     _entries(5)
