@@ -30,6 +30,7 @@ from privacy.selectors import (
     privacy_report_site,
     session_get_by_public_id,
 )
+from privacy.subjects import subject_hash
 from sessions_app.apis import ConsentInput, ConsentOutput
 from sessions_app.authentication import SessionTokenAuthentication
 from sessions_app.enrichment import request_meta_from
@@ -160,6 +161,22 @@ def _own_session(request: Any):
     return None if _is_staff(request) else request.auth.session
 
 
+def _visible_to_session(dsar: DataSubjectRequest, session: Any) -> bool:
+    """A token sees a request of its own site that it made, or one about itself (its session, its
+    anonymous id or its profile), which it could have made; never a staff request (every site)."""
+    if dsar.neuron_id is None or dsar.neuron_id != session.neuron_id:
+        return False
+    if dsar.requested_by == _visitor_label(session):
+        return True
+    own = {
+        subject_hash(subject_type=SubjectType.SESSION_ID, value=str(session.public_id)),
+        subject_hash(subject_type=SubjectType.ANONYMOUS_ID, value=session.anonymous_id),
+    }
+    if session.profile_id:
+        own.add(subject_hash(subject_type=SubjectType.PROFILE_ID, value=str(session.profile.public_id)))
+    return dsar.subject_hash in own
+
+
 class UserDataExportApi(StaffOrSessionApi):
     @extend_schema(
         parameters=[ID_TYPE],
@@ -206,7 +223,7 @@ class DataRequestDetailApi(StaffOrSessionApi):
     @extend_schema(responses={200: RequestOutput}, summary="A data-subject request's status (and export)")
     def get(self, request, request_id):
         dsar = data_subject_request_get(public_id=request_id)
-        if not _is_staff(request) and dsar.requested_by != _visitor_label(request.auth.session):
+        if not _is_staff(request) and not _visible_to_session(dsar, request.auth.session):
             raise NotFound("No such request.")
         body = RequestOutput(dsar).data
         if dsar.kind == RequestKind.EXPORT and dsar.status == RequestStatus.COMPLETED:

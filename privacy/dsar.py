@@ -9,6 +9,12 @@ here; erasure deletes every registered table's rows for the subject's scope
 (privacy.subjects), then verification counts them again and must find none.
 Tombstones (keyed hashes of the erased identifiers) make late data about the
 subject be dropped.
+
+A visitor asking with a session token reaches only the token's site: the request
+records that site (`DataSubjectRequest.neuron`) and its scope is confined to it,
+so the same anonymous id or user id on another site is never found, exported or
+erased. Staff requests reach every site. One erasure per subject is open at a time
+(a partial unique constraint): a second DELETE returns the first request.
 """
 
 from __future__ import annotations
@@ -23,14 +29,21 @@ from uuid import UUID
 
 import orjson
 from django.core.cache import cache
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from config.api.errors import NotFound
 from privacy.audit import actor_label, audit_log
 from privacy.crypto import decrypt, encrypt
-from privacy.models import DataSubjectRequest, ErasureTombstone, RequestKind, RequestStatus, SubjectType
+from privacy.models import (
+    OPEN_ERASURE,
+    DataSubjectRequest,
+    ErasureTombstone,
+    RequestKind,
+    RequestStatus,
+    SubjectType,
+)
 from privacy.registry import PersonalData, personal_data_registry
 from privacy.subjects import SubjectScope, subject_hash, subject_identifiers, subject_scope
 from sessions_app.models import UserSession
@@ -54,16 +67,38 @@ SCOPE_OF_MODEL = {
 # ---------------------------------------------------------------------------
 
 
+# Scope sets of row ids: found on the scope's site only, so they match nothing of another site.
+ID_SCOPE_KEYS = frozenset({"profiles", "sessions", "fingerprints"})
+
+
+def _site_field(model: type[models.Model]) -> str | None:
+    for f in model._meta.concrete_fields:
+        if f.name == "neuron" and f.is_relation:
+            return f.attname
+    return None
+
+
 def entry_q(entry: PersonalData, scope: SubjectScope) -> Q | None:
-    """Rows of `entry` that belong to the subject, or None when the scope gives no value to match."""
+    """Rows of `entry` that belong to the subject, or None when the scope gives no value to match.
+
+    A scope confined to one site matches only that site's rows: a table with a `neuron` is
+    filtered by it; in a table without one, only links by row id (found on the site) count,
+    never a value (an anonymous id, a user-id hash) that another site's rows may carry too."""
+    site_field = _site_field(entry.model_class) if scope.neuron_id is not None else None
     q = Q()
     matched = False
     for key, path in entry.paths():
+        if scope.neuron_id is not None and site_field is None and key not in ID_SCOPE_KEYS:
+            continue
         values = scope.values(key)
         if values:
             q |= Q(**{f"{path}__in": sorted(values)})
             matched = True
-    return q if matched else None
+    if not matched:
+        return None
+    if site_field is not None:
+        q = Q(**{site_field: scope.neuron_id}) & q
+    return q
 
 
 def subject_rows(entry: PersonalData, scope: SubjectScope) -> models.QuerySet:
@@ -221,8 +256,11 @@ def identifier_is_erased(*, subject_type: str, value: str) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def subject_locate(*, value: str, subject_type: str | None = None) -> tuple[str, SubjectScope]:
-    """The subject type and scope of an identifier; NotFound when nothing is held on it."""
+def subject_locate(
+    *, value: str, subject_type: str | None = None, neuron_id: int | None = None
+) -> tuple[str, SubjectScope]:
+    """The subject type and scope of an identifier (on one site, or every site when `neuron_id`
+    is None); NotFound when nothing is held on it."""
     if subject_type:
         types: tuple[str, ...] = (subject_type,)
     else:
@@ -232,7 +270,7 @@ def subject_locate(*, value: str, subject_type: str | None = None) -> tuple[str,
         except ValueError:
             types = AUTO_TYPES_OTHER
     for candidate in types:
-        scope = subject_scope(subject_type=candidate, value=value)
+        scope = subject_scope(subject_type=candidate, value=value, neuron_id=neuron_id)
         if not scope.is_empty():
             return candidate, scope
     raise NotFound("No data is held on this subject.")
@@ -248,6 +286,10 @@ def _erased_request(*, value: str, subject_type: str | None) -> DataSubjectReque
     return None
 
 
+def _open_erasure(*, digest: str, neuron_id: int | None) -> DataSubjectRequest | None:
+    return DataSubjectRequest.objects.filter(OPEN_ERASURE, subject_hash=digest, neuron_id=neuron_id).first()
+
+
 @transaction.atomic
 def dsar_create(
     *,
@@ -257,13 +299,17 @@ def dsar_create(
     subject_type: str | None = None,
     session: UserSession | None = None,
 ) -> tuple[DataSubjectRequest, bool]:
-    """Record a request. Returns (request, created); erasing an erased subject returns its request (idempotent).
+    """Record a request. Returns (request, created); erasing an erased subject returns its request, and
+    erasing a subject whose erasure is still open (pending or running) returns that one (idempotent).
 
-    `session`: a visitor asking with their own session token may only name themselves;
-    any other subject is the same 404 as an unknown one (no oracle for who exists).
+    `session`: a visitor asking with their own session token reaches only the token's site, and may
+    only name themselves there (their session, its anonymous id, their profile, user id, or a session
+    of the same device); any other subject is the same 404 as an unknown one (no oracle for who
+    exists). Without a session (staff) the request reaches every site.
     """
+    neuron_id = session.neuron_id if session is not None else None
     try:
-        found_type, scope = subject_locate(value=value, subject_type=subject_type)
+        found_type, scope = subject_locate(value=value, subject_type=subject_type, neuron_id=neuron_id)
         if session is not None and session.pk not in scope.sessions:
             raise NotFound("No data is held on this subject.")
     except NotFound:
@@ -274,20 +320,40 @@ def dsar_create(
             if previous is not None:
                 return previous, False
         raise
-    now = timezone.now()
-    request = DataSubjectRequest.objects.create(
-        kind=kind,
-        subject_type=found_type,
-        subject_hash=subject_hash(subject_type=found_type, value=value),
-        subject_encrypted=encrypt(value),
-        requested_by=actor_label(requested_by),
-        created_at=now,
-    )
+    digest = subject_hash(subject_type=found_type, value=value)
+    if kind == RequestKind.ERASE:
+        open_request = _open_erasure(digest=digest, neuron_id=neuron_id)
+        if open_request is not None:
+            return open_request, False
+    try:
+        # A savepoint: a concurrent erasure of the same subject that committed first wins the
+        # one-open-erasure constraint, and this call returns that request instead.
+        with transaction.atomic():
+            request = DataSubjectRequest.objects.create(
+                kind=kind,
+                neuron_id=neuron_id,
+                subject_type=found_type,
+                subject_hash=digest,
+                subject_encrypted=encrypt(value),
+                requested_by=actor_label(requested_by),
+                created_at=timezone.now(),
+            )
+    except IntegrityError:
+        if kind != RequestKind.ERASE:
+            raise
+        winner = (
+            DataSubjectRequest.objects.filter(kind=RequestKind.ERASE, subject_hash=digest, neuron_id=neuron_id)
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+        if winner is None:
+            raise
+        return winner, False
     audit_log(
         actor=requested_by,
         action=f"dsar.{kind}.requested",
         subject=f"dsar:{request.public_id}",
-        details={"subjectType": found_type},
+        details={"subjectType": found_type, **({"neuron": neuron_id} if neuron_id is not None else {})},
     )
     return request, True
 
@@ -346,7 +412,7 @@ def dsar_run(*, request_id: int) -> DataSubjectRequest:
 @transaction.atomic
 def _run_export(request: DataSubjectRequest) -> DataSubjectRequest:
     value = decrypt(request.subject_encrypted) or ""
-    scope = subject_scope(subject_type=request.subject_type, value=value)
+    scope = subject_scope(subject_type=request.subject_type, value=value, neuron_id=request.neuron_id)
     document = subject_export(scope=scope)
     document["requestId"] = str(request.public_id)
     now = timezone.now()
@@ -371,7 +437,7 @@ def _run_export(request: DataSubjectRequest) -> DataSubjectRequest:
 def _run_erase(request: DataSubjectRequest) -> DataSubjectRequest:
     value = decrypt(request.subject_encrypted) or ""
     with transaction.atomic():
-        scope = subject_scope(subject_type=request.subject_type, value=value)
+        scope = subject_scope(subject_type=request.subject_type, value=value, neuron_id=request.neuron_id)
         pairs = _tombstone_values(scope=scope, subject_type=request.subject_type, value=value)
         # Tombstones first, in the same transaction: an event racing the erasure is dropped.
         tombstones = tombstones_create(pairs=pairs, request=request)
@@ -382,7 +448,7 @@ def _run_erase(request: DataSubjectRequest) -> DataSubjectRequest:
     # Verification reads in a fresh transaction, after the deletion committed.
     with transaction.atomic():
         remaining = subject_remaining(scope=scope)
-        rescope = subject_scope(subject_type=request.subject_type, value=value)
+        rescope = subject_scope(subject_type=request.subject_type, value=value, neuron_id=request.neuron_id)
         if not remaining and rescope.is_empty():
             _set_status(
                 request,

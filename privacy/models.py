@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import models
 
+from config.api.json_numbers import JSONDecoder
 from federation.models import Neuron
 
 
@@ -61,7 +62,7 @@ class AuditEntry(AppendOnlyModel):
     actor = models.CharField(max_length=200)
     action = models.CharField(max_length=100)
     subject = models.CharField(max_length=200, blank=True, default="")
-    details = models.JSONField(default=dict, blank=True)
+    details = models.JSONField(decoder=JSONDecoder, default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64, unique=True)
 
@@ -176,15 +177,31 @@ class SubjectType(models.TextChoices):
     ANONYMOUS_ID = "anonymousId", "Anonymous id"
 
 
+# An erasure still to run or running (DataSubjectRequest's partial unique constraints).
+OPEN_ERASURE = models.Q(kind=RequestKind.ERASE, status__in=[RequestStatus.PENDING, RequestStatus.RUNNING])
+
+
 class DataSubjectRequest(models.Model):
     """An export or erasure request and its lifecycle: pending → running → completed → verified.
 
     The subject identifier is kept as a keyed hash (to find the request again
     after erasure) plus an encrypted copy that exists only while the request
     runs; it is cleared when the request finishes.
+
+    `neuron` confines the request to one site: set when a visitor asks with a session
+    token (the token's site), null for staff (every site). At most one erasure is open
+    (pending or running) per subject and confinement; a second one returns the first.
     """
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    neuron = models.ForeignKey(
+        Neuron,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="data_subject_requests",
+        help_text="The only site the request reaches (a visitor's own); empty for staff requests (every site).",
+    )
     kind = models.CharField(max_length=8, choices=RequestKind.choices)
     status = models.CharField(max_length=12, choices=RequestStatus.choices, default=RequestStatus.PENDING)
     subject_type = models.CharField(max_length=16, choices=SubjectType.choices)
@@ -196,7 +213,7 @@ class DataSubjectRequest(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     verified_at = models.DateTimeField(null=True, blank=True)
     # Counts per table (erase), or the tables exported; no personal data.
-    summary = models.JSONField(default=dict, blank=True)
+    summary = models.JSONField(decoder=JSONDecoder, default=dict, blank=True)
     # The export document, Fernet-encrypted; cleared by retention.
     result_encrypted = models.TextField(blank=True, default="")
     error = models.TextField(blank=True, default="")
@@ -206,6 +223,19 @@ class DataSubjectRequest(models.Model):
         indexes = [
             models.Index(fields=["subject_hash", "kind", "-created_at"], name="dsar_subject_idx"),
             models.Index(fields=["status", "created_at"], name="dsar_status_idx"),
+        ]
+        constraints = [
+            # One open erasure per subject: concurrent DELETEs of the same subject make one request.
+            models.UniqueConstraint(
+                fields=["subject_hash"],
+                condition=OPEN_ERASURE & models.Q(neuron__isnull=True),
+                name="dsar_one_open_erasure",
+            ),
+            models.UniqueConstraint(
+                fields=["subject_hash", "neuron"],
+                condition=OPEN_ERASURE & models.Q(neuron__isnull=False),
+                name="dsar_one_open_erasure_per_site",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -54,7 +54,8 @@ def session_get_by_public_id(*, public_id: Any) -> UserSession:
 def privacy_report_for_session(*, session: UserSession, now: datetime | None = None) -> dict[str, Any]:
     """What is held about this visitor, their consents, and when each kind of data will be deleted."""
     now = now or timezone.now()
-    scope = subject_scope(subject_type="sessionId", value=str(session.public_id))
+    # The token's own site only: another site's visitor with the same anonymous id is someone else.
+    scope = subject_scope(subject_type="sessionId", value=str(session.public_id), neuron_id=session.neuron_id)
     policies = {p.data_type: p for p in RetentionPolicy.objects.filter(enabled=True)}
     held: dict[str, Any] = {}
     deletion: dict[str, Any] = {}

@@ -9,6 +9,10 @@ user-id hashes. Registry links (privacy.registry) match rows against these sets.
 It never widens into someone else: an anonymous id that another identified
 person's sessions also carry (a shared device) is left out, and so is a
 fingerprint that other people's sessions use.
+
+A scope confined to one site (`neuron_id`, for a visitor asking with a session
+token) finds and matches only that site's rows: the same anonymous id or user
+id on another site is another subject there (privacy.dsar.entry_q applies it).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class SubjectScope:
     anonymous_ids: set[str] = field(default_factory=set)
     fingerprints: set[int] = field(default_factory=set)
     user_id_hashes: set[str] = field(default_factory=set)
+    # The only site whose rows are the subject's; None: every site (staff requests).
+    neuron_id: int | None = None
 
     def is_empty(self) -> bool:
         return not (self.profiles or self.sessions or self.anonymous_ids or self.fingerprints or self.user_id_hashes)
@@ -60,71 +66,78 @@ def _as_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
-def _alias_profiles(value: str) -> set[int]:
+def _alias_profiles(value: str, site: Q) -> set[int]:
     from sessions_app.models import ProfileAlias
 
     digest = identifier_hash(value, namespace=ALIAS_NAMESPACE)
-    return set(ProfileAlias.objects.filter(identifier_hash=digest).values_list("profile_id", flat=True))
+    return set(ProfileAlias.objects.filter(site, identifier_hash=digest).values_list("profile_id", flat=True))
 
 
-def _profile_closure(seeds: set[int]) -> set[int]:
-    """Every profile merged into the seeds' surviving profiles, and those survivors."""
+def _profile_closure(seeds: set[int], site: Q | None = None) -> set[int]:
+    """Every profile merged into the seeds' surviving profiles, and those survivors (on `site` only)."""
+    site = site if site is not None else Q()
     profiles = set(seeds)
     frontier = set(seeds)
     # Up: the survivors the seeds were merged into.
     while frontier:
         up = set(
-            GlobalUserProfile.objects.filter(pk__in=frontier, merged_into__isnull=False).values_list(
-                "merged_into_id", flat=True
-            )
+            GlobalUserProfile.objects.filter(
+                site, pk__in=GlobalUserProfile.objects.filter(pk__in=frontier).values("merged_into_id")
+            ).values_list("pk", flat=True)
         )
         frontier = up - profiles
         profiles |= up
     frontier = set(profiles)
     # Down: everything merged into any of them.
     while frontier:
-        down = set(GlobalUserProfile.objects.filter(merged_into_id__in=frontier).values_list("pk", flat=True))
+        down = set(GlobalUserProfile.objects.filter(site, merged_into_id__in=frontier).values_list("pk", flat=True))
         frontier = down - profiles
         profiles |= down
     return profiles
 
 
-def subject_scope(*, subject_type: str, value: str) -> SubjectScope:
-    """Every identifier held on the person behind `value`; empty when nothing is held."""
+def subject_scope(*, subject_type: str, value: str, neuron_id: int | None = None) -> SubjectScope:
+    """Every identifier held on the person behind `value`; empty when nothing is held.
+
+    `neuron_id`: only that site's rows (a session token's request); None: every site (staff)."""
+    site = Q() if neuron_id is None else Q(neuron_id=neuron_id)
     seed_profiles: set[int] = set()
     seed_sessions: set[int] = set()
     seed_anonymous: set[str] = set()
     if subject_type == SubjectType.USER_ID:
         digest = identifier_hash(value)
-        seed_profiles |= set(GlobalUserProfile.objects.filter(user_id_hash=digest).values_list("pk", flat=True))
-        seed_profiles |= _alias_profiles(value)
+        seed_profiles |= set(GlobalUserProfile.objects.filter(site, user_id_hash=digest).values_list("pk", flat=True))
+        seed_profiles |= _alias_profiles(value, site)
     elif subject_type == SubjectType.PROFILE_ID:
         public_id = _as_uuid(value)
         if public_id:
-            seed_profiles |= set(GlobalUserProfile.objects.filter(public_id=public_id).values_list("pk", flat=True))
+            seed_profiles |= set(
+                GlobalUserProfile.objects.filter(site, public_id=public_id).values_list("pk", flat=True)
+            )
     elif subject_type == SubjectType.SESSION_ID:
         public_id = _as_uuid(value)
         if public_id:
-            for pk, profile_id in UserSession.objects.filter(public_id=public_id).values_list("pk", "profile_id"):
+            rows = UserSession.objects.filter(site, public_id=public_id).values_list("pk", "profile_id")
+            for pk, profile_id in rows:
                 seed_sessions.add(pk)
                 if profile_id:
                     seed_profiles.add(profile_id)
     elif subject_type == SubjectType.ANONYMOUS_ID:
-        rows = UserSession.objects.filter(anonymous_id=value).values_list("pk", "profile_id")
+        rows = UserSession.objects.filter(site, anonymous_id=value).values_list("pk", "profile_id")
         for pk, profile_id in rows:
             seed_sessions.add(pk)
             if profile_id:
                 seed_profiles.add(profile_id)
-        seed_profiles |= _alias_profiles(value)
+        seed_profiles |= _alias_profiles(value, site)
         if rows or seed_profiles:
             seed_anonymous.add(value)
     else:
         raise ValueError(f"unknown subject type {subject_type!r}")
 
-    scope = SubjectScope()
-    scope.profiles = _profile_closure(seed_profiles) if seed_profiles else set()
+    scope = SubjectScope(neuron_id=neuron_id)
+    scope.profiles = _profile_closure(seed_profiles, site) if seed_profiles else set()
     session_rows = UserSession.objects.filter(
-        Q(pk__in=seed_sessions) | Q(profile_id__in=scope.profiles) | Q(anonymous_id__in=seed_anonymous)
+        site & (Q(pk__in=seed_sessions) | Q(profile_id__in=scope.profiles) | Q(anonymous_id__in=seed_anonymous))
     ).values_list("pk", "anonymous_id", "profile_id", "fingerprint_id")
     candidates_anonymous = set(seed_anonymous)
     fingerprint_candidates: set[int] = set()
@@ -138,7 +151,7 @@ def subject_scope(*, subject_type: str, value: str) -> SubjectScope:
         if fingerprint_id:
             fingerprint_candidates.add(fingerprint_id)
     # The device's other anonymous sessions (before any login) are the subject's too.
-    more = UserSession.objects.filter(anonymous_id__in=candidates_anonymous, profile__isnull=True).exclude(
+    more = UserSession.objects.filter(site, anonymous_id__in=candidates_anonymous, profile__isnull=True).exclude(
         pk__in=scope.sessions
     )
     for pk, fingerprint_id in more.values_list("pk", "fingerprint_id"):
@@ -146,7 +159,7 @@ def subject_scope(*, subject_type: str, value: str) -> SubjectScope:
         if fingerprint_id:
             fingerprint_candidates.add(fingerprint_id)
     shared_anonymous = set(
-        UserSession.objects.filter(anonymous_id__in=candidates_anonymous, profile__isnull=False)
+        UserSession.objects.filter(site, anonymous_id__in=candidates_anonymous, profile__isnull=False)
         .exclude(profile_id__in=scope.profiles)
         .exclude(pk__in=scope.sessions)
         .values_list("anonymous_id", flat=True)
@@ -158,7 +171,7 @@ def subject_scope(*, subject_type: str, value: str) -> SubjectScope:
         .values_list("fingerprint_id", flat=True)
     )
     scope.fingerprints = (fingerprint_candidates - shared_fingerprints) | set(
-        DeviceFingerprint.objects.filter(profile_id__in=scope.profiles).values_list("pk", flat=True)
+        DeviceFingerprint.objects.filter(site, profile_id__in=scope.profiles).values_list("pk", flat=True)
     )
     scope.user_id_hashes = set(
         GlobalUserProfile.objects.filter(pk__in=scope.profiles, user_id_hash__isnull=False).values_list(

@@ -1,0 +1,297 @@
+"""Data-subject requests made with a session token stay on the token's site; erasures are not doubled.
+
+A visitor chooses their anonymous id, so two sites can hold the same one (and the same user id):
+a token of site A must never reach site B's rows, nor learn that they exist. Staff keep their reach
+over every site. A second erasure of a subject while the first is open returns the first request.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connections
+from rest_framework.test import APIClient
+
+from privacy.crypto import identifier_hash
+from privacy.models import DataSubjectRequest
+from sessions_app.models import BehaviorEvent, GlobalUserProfile, UserSession
+from tests.conftest import IPHONE_UA
+from tests.federation.factories import NeuronFactory
+from tests.helpers import assert_problem, bearer, needs_postgres
+
+pytestmark = pytest.mark.django_db
+
+SHARED = "shared-1"
+
+
+def _site(neuron) -> APIClient:
+    return APIClient(REMOTE_ADDR="81.2.69.142", HTTP_USER_AGENT=IPHONE_UA, HTTP_X_SITE_KEY=neuron.publishable_key)
+
+
+class Visit:
+    """A session created on a site with a chosen anonymous id, with a few events."""
+
+    def __init__(self, neuron, anonymous_id: str = SHARED, events: int = 2, user_id: str | None = None):
+        self.neuron = neuron
+        body = (
+            _site(neuron)
+            .post("/api/sessions/create", {"consent": {"analytics": True}, "anonymousId": anonymous_id}, format="json")
+            .json()
+        )
+        assert body["anonymousId"] == anonymous_id, body
+        self.session_id = body["sessionId"]
+        self.token = body["token"]
+        if user_id:
+            updated = self.client().put(f"/api/sessions/{self.session_id}", {"userId": user_id}, format="json").json()
+            self.token = updated.get("token", self.token)
+        for e in range(events):
+            response = self.client().post(
+                f"/api/sessions/{self.session_id}/events",
+                {"eventType": "page_view", "page": {"path": f"/{neuron.slug}/{e}"}},
+                format="json",
+            )
+            assert response.status_code in (200, 201, 202), response.content
+
+    def client(self) -> APIClient:
+        return bearer(self.token)
+
+    def exists(self) -> bool:
+        return UserSession.objects.filter(public_id=self.session_id).exists()
+
+    def events(self) -> int:
+        return BehaviorEvent.objects.filter(session__public_id=self.session_id).count()
+
+
+@pytest.fixture
+def site_b(db):
+    return NeuronFactory()
+
+
+@pytest.fixture
+def mine(neuron):
+    """Site A's visitor, anonymous id `shared-1`."""
+    return Visit(neuron)
+
+
+@pytest.fixture
+def theirs(site_b):
+    """Site B's visitor, who chose the same anonymous id."""
+    return Visit(site_b, events=3)
+
+
+def run(capture, fn):
+    with capture(execute=True):
+        return fn()
+
+
+def _document(client: APIClient, response) -> dict:
+    assert response.status_code in (200, 202), response.content
+    body = response.json()
+    if "statusUrl" not in body:
+        return body
+    detail = client.get(body["statusUrl"])
+    assert detail.status_code == 200, detail.content
+    assert detail.json()["status"] == "completed"
+    return detail.json()["document"]
+
+
+# --- a token stays on its own site -----------------------------------------------------------
+
+
+def test_token_export_by_anonymous_id_holds_only_its_own_site(mine, theirs, django_capture_on_commit_callbacks):
+    client = mine.client()
+    response = run(
+        django_capture_on_commit_callbacks,
+        lambda: client.get(f"/api/sessions/user-data/{SHARED}/export?idType=anonymousId"),
+    )
+    document = _document(client, response)
+    assert document["subject"]["sessionIds"] == [mine.session_id]
+    tables = document["tables"]
+    assert [r["neuron_id"] for r in tables["sessions_app.UserSession"]["rows"]] == [mine.neuron.pk]
+    assert len(tables["sessions_app.BehaviorEvent"]["rows"]) == 2
+    assert {r["neuron_id"] for r in tables["privacy.ConsentRecord"]["rows"]} == {mine.neuron.pk}
+    assert theirs.session_id not in str(document)
+    assert theirs.neuron.slug not in str(document)
+
+
+def test_token_erasure_by_anonymous_id_spares_the_other_site(mine, theirs, django_capture_on_commit_callbacks):
+    client = mine.client()
+    response = run(
+        django_capture_on_commit_callbacks,
+        lambda: client.delete(f"/api/sessions/user-data/{SHARED}?idType=anonymousId"),
+    )
+    assert response.status_code in (200, 202), response.content
+    request = DataSubjectRequest.objects.get(public_id=response.json()["requestId"])
+    assert request.status == "verified", request.summary
+    assert request.neuron_id == mine.neuron.pk
+    assert not mine.exists()
+    assert theirs.exists() and theirs.events() == 3
+    assert request.summary["deleted"]["sessions_app.UserSession"] == 1
+
+
+def test_token_naming_another_sites_session_is_404_and_erases_nothing(mine, theirs, django_capture_on_commit_callbacks):
+    """Site B's session carries the same anonymous id, but on another site: not the token's subject."""
+    client = mine.client()
+    for response in run(
+        django_capture_on_commit_callbacks,
+        lambda: (
+            client.get(f"/api/sessions/user-data/{theirs.session_id}/export"),
+            client.get(f"/api/sessions/user-data/{theirs.session_id}/export?idType=sessionId"),
+            client.delete(f"/api/sessions/user-data/{theirs.session_id}"),
+            client.delete(f"/api/sessions/user-data/{theirs.session_id}?idType=sessionId"),
+        ),
+    ):
+        assert_problem(response, 404)
+    assert not DataSubjectRequest.objects.exists()
+    assert theirs.exists() and theirs.events() == 3
+    assert mine.exists()
+
+
+def test_same_site_session_with_the_same_anonymous_id_is_the_same_device(
+    neuron, mine, theirs, django_capture_on_commit_callbacks
+):
+    """On its own site a token may name another session of its device (same anonymous id)."""
+    sibling = Visit(neuron, events=1)
+    client = mine.client()
+    response = run(
+        django_capture_on_commit_callbacks,
+        lambda: client.get(f"/api/sessions/user-data/{sibling.session_id}/export"),
+    )
+    document = _document(client, response)
+    assert sorted(document["subject"]["sessionIds"]) == sorted([mine.session_id, sibling.session_id])
+    assert theirs.session_id not in str(document)
+    assert len(document["tables"]["sessions_app.BehaviorEvent"]["rows"]) == 3
+
+
+def test_token_export_by_user_id_holds_only_its_own_sites_profile(neuron, site_b, django_capture_on_commit_callbacks):
+    """The same user id signed in on two sites is two profiles; a token reaches its own site's."""
+    here = Visit(neuron, anonymous_id="dev-a", user_id="u@example.com")
+    there = Visit(site_b, anonymous_id="dev-b", user_id="u@example.com")
+    assert GlobalUserProfile.objects.filter(user_id_hash=identifier_hash("u@example.com")).count() == 2
+    client = here.client()
+    response = run(
+        django_capture_on_commit_callbacks,
+        lambda: client.get("/api/sessions/user-data/u@example.com/export?idType=userId"),
+    )
+    document = _document(client, response)
+    assert document["subject"]["sessionIds"] == [here.session_id]
+    assert document["subject"]["anonymousIds"] == ["dev-a"]
+    profiles = document["tables"]["sessions_app.GlobalUserProfile"]["rows"]
+    assert [p["neuron_id"] for p in profiles] == [neuron.pk]
+    assert there.session_id not in str(document) and "dev-b" not in str(document)
+
+    response = run(
+        django_capture_on_commit_callbacks,
+        lambda: client.delete("/api/sessions/user-data/u@example.com?idType=userId"),
+    )
+    assert response.status_code in (200, 202), response.content
+    assert not here.exists()
+    assert there.exists() and there.events() == 2
+    assert GlobalUserProfile.objects.filter(neuron=site_b, user_id_hash=identifier_hash("u@example.com")).exists()
+
+
+def test_staff_keep_their_reach_over_every_site(staff_client, mine, theirs, django_capture_on_commit_callbacks):
+    response = run(
+        django_capture_on_commit_callbacks,
+        lambda: staff_client.get(f"/api/sessions/user-data/{SHARED}/export?idType=anonymousId"),
+    )
+    document = _document(staff_client, response)
+    assert sorted(document["subject"]["sessionIds"]) == sorted([mine.session_id, theirs.session_id])
+    assert DataSubjectRequest.objects.get().neuron_id is None
+
+
+def test_request_status_is_for_the_token_that_asked_or_its_own_subject_on_its_site(
+    neuron, staff_client, mine, theirs, django_capture_on_commit_callbacks
+):
+    """Site B's token (same anonymous id) never sees site A's request; site A's other session of
+    the device does; a staff request over every site is not shown to any token."""
+    response = run(
+        django_capture_on_commit_callbacks,
+        lambda: mine.client().get(f"/api/sessions/user-data/{SHARED}/export?idType=anonymousId"),
+    )
+    url = response.json()["statusUrl"]
+    assert mine.client().get(url).status_code == 200
+    assert_problem(theirs.client().get(url), 404)
+    sibling = Visit(neuron, events=0)
+    assert sibling.client().get(url).status_code == 200
+
+    staff = run(
+        django_capture_on_commit_callbacks,
+        lambda: staff_client.get(f"/api/sessions/user-data/{SHARED}/export?idType=anonymousId"),
+    )
+    staff_url = staff.json()["statusUrl"]
+    assert staff_client.get(staff_url).status_code == 200
+    for visit in (mine, theirs, sibling):
+        assert_problem(visit.client().get(staff_url), 404)
+
+
+def test_privacy_report_counts_only_the_tokens_site(mine, theirs):
+    report = mine.client().get("/api/sessions/privacy-report").json()
+    assert report["held"]["sessions_app.UserSession"]["rows"] == 1
+    assert report["held"]["sessions_app.BehaviorEvent"]["rows"] == 2
+
+
+# --- erasing twice returns the open request ----------------------------------------------------
+
+
+def test_a_second_erasure_while_the_first_is_pending_returns_it(staff_client, mine, theirs):
+    """No on-commit callbacks run here: the first request stays pending."""
+    first = staff_client.delete(f"/api/sessions/user-data/{mine.session_id}?idType=sessionId")
+    assert first.status_code == 202 and first.json()["status"] == "pending"
+    second = staff_client.delete(f"/api/sessions/user-data/{mine.session_id}?idType=sessionId")
+    assert second.status_code == 202
+    assert second.json()["requestId"] == first.json()["requestId"]
+    assert DataSubjectRequest.objects.count() == 1
+    # Another subject, or an export of the same one, is a request of its own.
+    assert staff_client.delete(f"/api/sessions/user-data/{theirs.session_id}").status_code == 202
+    assert staff_client.get(f"/api/sessions/user-data/{mine.session_id}/export").status_code == 202
+    assert DataSubjectRequest.objects.count() == 3
+
+
+def test_a_tokens_second_erasure_while_pending_returns_the_first(mine, theirs):
+    client = mine.client()
+    first = client.delete(f"/api/sessions/user-data/{SHARED}?idType=anonymousId")
+    second = client.delete(f"/api/sessions/user-data/{SHARED}?idType=anonymousId")
+    assert first.status_code == second.status_code == 202
+    assert second.json()["requestId"] == first.json()["requestId"]
+    # Site B's visitor erasing the same anonymous id is another subject (another site).
+    other = theirs.client().delete(f"/api/sessions/user-data/{SHARED}?idType=anonymousId")
+    assert other.status_code == 202 and other.json()["requestId"] != first.json()["requestId"]
+    assert DataSubjectRequest.objects.filter(kind="erase").count() == 2
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_erasures_of_one_subject_make_one_request(staff_user, neuron, monkeypatch):
+    """Six DELETEs at once: one request, and every caller gets it."""
+    visit = Visit(neuron)
+    # The requests stay pending (the task is not queued), as they would behind a busy worker.
+    monkeypatch.setattr("privacy.tasks.run_data_subject_request.delay", lambda *args, **kwargs: None)
+    threads_n = 6
+    barrier = threading.Barrier(threads_n)
+    results: list[tuple[int, dict]] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            client = APIClient()
+            client.force_authenticate(staff_user)
+            barrier.wait()
+            response = client.delete(f"/api/sessions/user-data/{visit.session_id}?idType=sessionId")
+            results.append((response.status_code, response.json()))
+        except BaseException as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert [status for status, _ in results] == [202] * threads_n, results
+    assert len({body["requestId"] for _, body in results}) == 1
+    assert DataSubjectRequest.objects.filter(kind="erase").count() == 1
+    assert visit.exists()
