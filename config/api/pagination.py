@@ -15,6 +15,20 @@ class KeysetPagination(CursorPagination):
     max_page_size = 500
     ordering = "-id"
 
+    def get_page_size(self, request):
+        # DRF serves its default page for a page size it cannot read ("ten", 0, -3): a 400 instead.
+        # Above the maximum it clamps, as PostHog and Matomo do.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None or raw == "":
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise ValidationFailed(errors={self.page_size_query_param: ["Expected a whole number of at least 1."]})
+        return min(size, self.max_page_size)
+
     def paginate_queryset(self, queryset, request, view=None):
         # The field a cursor's position is compared with, to check a decoded position first.
         name = self.get_ordering(request, queryset, view)[0].lstrip("-")

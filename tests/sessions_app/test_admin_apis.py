@@ -163,6 +163,18 @@ def test_list_rejects_a_forged_cursor(staff_client, position):
     assert "cursor" in assert_problem(response, 400)["errors"]
 
 
+@pytest.mark.parametrize("size", ["ten", "0", "-3", "2.5"])
+def test_list_rejects_a_page_size_it_cannot_read(staff_client, size):
+    body = assert_problem(staff_client.get(LIST, {"pageSize": size}), 400)
+    assert "pageSize" in body["errors"]
+
+
+def test_list_clamps_a_page_size_over_the_maximum(staff_client):
+    UserSessionFactory.create_batch(3)
+    response = staff_client.get(LIST, {"pageSize": "100000"})
+    assert response.status_code == 200 and len(response.json()["results"]) == 3
+
+
 def test_keyset_pagination_is_stable_while_sessions_arrive(staff_client):
     """Paging through while new sessions are created neither repeats nor skips a session."""
     existing = [UserSessionFactory() for _ in range(7)]
