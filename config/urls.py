@@ -26,7 +26,7 @@ urlpatterns = [
     path("demo/<path:rest>", demo_page, name="demo-path"),
     # Anything else under the API prefixes is a problem-details 404, even with DEBUG on, and
     # for any method: a POST without a CSRF cookie is a 404 too, not a CSRF failure.
-    re_path(r"^(api|v1)/", csrf_exempt(views.not_found)),
+    re_path(r"^(api|v1)(?:/|$)", csrf_exempt(views.not_found)),
 ]
 
 handler400 = "config.views.bad_request"

@@ -12,7 +12,7 @@ API_PREFIXES = ("/api/", "/v1/")
 
 
 def _is_api(request: HttpRequest) -> bool:
-    return request.path.startswith(API_PREFIXES)
+    return request.path.startswith(API_PREFIXES) or request.path in ("/api", "/v1")
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -331,6 +331,8 @@ def test_token_of_session_a_cannot_open_session_b(site_client, live_session):
 def test_unknown_api_path_is_a_problem_404(api_client):
     assert_problem(api_client.get("/api/sessions/not-a-uuid"), 404)
     assert_problem(api_client.get("/api/nothing/here"), 404)
+    for prefix in ("/api", "/v1"):  # not a redirect to the slashed path (an HTML 301)
+        assert_problem(api_client.get(prefix), 404)
 
 
 @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
