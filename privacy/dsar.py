@@ -30,7 +30,7 @@ from uuid import UUID
 import orjson
 from django.core.cache import cache
 from django.db import IntegrityError, models, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from config.api.errors import NotFound
@@ -226,29 +226,42 @@ def _tombstone_values(*, scope: SubjectScope, subject_type: str, value: str) -> 
 def tombstones_create(*, pairs: list[tuple[str, str]], request: DataSubjectRequest) -> int:
     now = timezone.now()
     rows = [
-        ErasureTombstone(identifier_hash=subject_hash(subject_type=t, value=v), kind=t, request=request, created_at=now)
+        ErasureTombstone(
+            identifier_hash=subject_hash(subject_type=t, value=v),
+            neuron_id=request.neuron_id,
+            kind=t,
+            request=request,
+            created_at=now,
+        )
         for t, v in pairs
     ]
     ErasureTombstone.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
 
 
-def identifiers_erased(*, identifiers: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """The (subject_type, value) pairs that belonged to erased subjects, in one query (for batches)."""
+def _tombstones_on(neuron_id: int) -> QuerySet[ErasureTombstone]:
+    """The tombstones that hold on a site: its own and every staff erasure's."""
+    return ErasureTombstone.objects.filter(Q(neuron__isnull=True) | Q(neuron_id=neuron_id))
+
+
+def identifiers_erased(*, identifiers: Iterable[tuple[str, str]], neuron_id: int) -> set[tuple[str, str]]:
+    """The (subject_type, value) pairs that belonged to subjects erased on the site, in one query (for batches)."""
     by_hash = {subject_hash(subject_type=t, value=v): (t, v) for t, v in identifiers if v}
     if not by_hash:
         return set()
-    found = ErasureTombstone.objects.filter(identifier_hash__in=list(by_hash)).values_list("identifier_hash", flat=True)
+    found = (
+        _tombstones_on(neuron_id).filter(identifier_hash__in=list(by_hash)).values_list("identifier_hash", flat=True)
+    )
     return {by_hash[h] for h in found}
 
 
-def identifier_is_erased(*, subject_type: str, value: str) -> bool:
-    """True when this identifier belonged to an erased subject: data carrying it must be dropped."""
+def identifier_is_erased(*, subject_type: str, value: str, neuron_id: int) -> bool:
+    """True when this identifier belonged to a subject erased on the site: data carrying it must be dropped."""
     if not value:
         return False
-    return ErasureTombstone.objects.filter(
-        identifier_hash=subject_hash(subject_type=subject_type, value=value)
-    ).exists()
+    return (
+        _tombstones_on(neuron_id).filter(identifier_hash=subject_hash(subject_type=subject_type, value=value)).exists()
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -243,9 +243,20 @@ class DataSubjectRequest(models.Model):
 
 
 class ErasureTombstone(models.Model):
-    """An erased identifier, as a keyed hash only: later data carrying it is dropped."""
+    """An erased identifier, as a keyed hash only: later data carrying it is dropped.
 
-    identifier_hash = models.CharField(max_length=64, unique=True)
+    On the erasure's site only when a visitor erased themselves with a session token (the same
+    anonymous id on another site is someone else there); on every site for a staff erasure."""
+
+    identifier_hash = models.CharField(max_length=64, db_index=True)
+    neuron = models.ForeignKey(
+        Neuron,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="The only site where data carrying the identifier is dropped; empty: every site.",
+    )
     kind = models.CharField(max_length=16, choices=SubjectType.choices)
     request = models.ForeignKey(
         DataSubjectRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="tombstones"
@@ -254,6 +265,16 @@ class ErasureTombstone(models.Model):
 
     class Meta:
         db_table = "privacy_erasure_tombstones"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["identifier_hash"], condition=models.Q(neuron__isnull=True), name="tombstone_every_site_uniq"
+            ),
+            models.UniqueConstraint(
+                fields=["identifier_hash", "neuron"],
+                condition=models.Q(neuron__isnull=False),
+                name="tombstone_per_site_uniq",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"tombstone {self.kind} {self.identifier_hash[:12]}…"

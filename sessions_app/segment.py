@@ -428,6 +428,7 @@ def segment_calls_process(
     # Late calls about an erased subject (privacy tombstones) are dropped, never stored.
     erased = identifiers_erased(
         identifiers=[pair for call in calls for pair in _call_identifiers(call)],
+        neuron_id=neuron.pk,
     )
     for call in calls:
         if erased and any(pair in erased for pair in _call_identifiers(call)):

@@ -251,7 +251,7 @@ def _session_open(
         profile = None if shared else previous.profile
     else:
         # An erased visitor's identifier is never reattached to new data (privacy tombstones).
-        if anonymous_id and identifier_is_erased(subject_type="anonymousId", value=anonymous_id):
+        if anonymous_id and identifier_is_erased(subject_type="anonymousId", value=anonymous_id, neuron_id=neuron.pk):
             anonymous_id = None
         anonymous_id = anonymous_id or str(uuid.uuid4())
         effective = consent_resolve(given=consent, gpc=request_meta.gpc)
@@ -357,7 +357,9 @@ def session_update(
             fields.add("fingerprint")
             identity_link_enqueue(session=session)
 
-    if user_id is not None and not identifier_is_erased(subject_type="userId", value=user_id):
+    if user_id is not None and not identifier_is_erased(
+        subject_type="userId", value=user_id, neuron_id=session.neuron_id
+    ):
         if profile_identify(session=session, user_id=user_id, now=now) and not via_previous_token:
             # A privilege change must not keep the old credential.
             token = _rotate_token(session=session, now=now)

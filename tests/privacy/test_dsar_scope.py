@@ -7,6 +7,7 @@ over every site. A second erasure of a subject while the first is open returns t
 
 from __future__ import annotations
 
+import base64
 import threading
 
 import pytest
@@ -128,6 +129,50 @@ def test_token_erasure_by_anonymous_id_spares_the_other_site(mine, theirs, djang
     assert not mine.exists()
     assert theirs.exists() and theirs.events() == 3
     assert request.summary["deleted"]["sessions_app.UserSession"] == 1
+
+
+def _v1_track(neuron, anonymous_id: str) -> dict:
+    client = APIClient(REMOTE_ADDR="81.2.69.142", HTTP_USER_AGENT=IPHONE_UA)
+    client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"{neuron.publishable_key}:".encode()).decode())
+    consent = {"consent": {"categoryPreferences": {"analytics": True}}}
+    return client.post(
+        "/v1/track", {"anonymousId": anonymous_id, "event": "Came back", "context": consent}, format="json"
+    ).json()
+
+
+def test_a_tokens_erasure_drops_later_data_of_the_identifier_on_its_own_site_only(
+    mine, theirs, django_capture_on_commit_callbacks
+):
+    """The tombstones of a visitor's own erasure hold on their site: there the anonymous id is never
+    reattached; on site B the same id is someone else, whose sessions and /v1 calls go on as before."""
+    client = mine.client()
+    run(
+        django_capture_on_commit_callbacks,
+        lambda: client.delete(f"/api/sessions/user-data/{SHARED}?idType=anonymousId"),
+    )
+    assert not mine.exists()
+    again = _site(mine.neuron).post(
+        "/api/sessions/create", {"consent": {"analytics": True}, "anonymousId": SHARED}, format="json"
+    )
+    assert again.json()["anonymousId"] != SHARED
+    assert _v1_track(mine.neuron, SHARED)["dropped"] == 1
+
+    assert Visit(theirs.neuron).exists()  # Visit asserts the anonymous id was kept
+    assert _v1_track(theirs.neuron, SHARED)["stored"] == 1
+
+
+def test_a_staff_erasure_drops_later_data_of_the_identifier_on_every_site(
+    staff_client, mine, theirs, django_capture_on_commit_callbacks
+):
+    run(
+        django_capture_on_commit_callbacks,
+        lambda: staff_client.delete(f"/api/sessions/user-data/{SHARED}?idType=anonymousId"),
+    )
+    assert not mine.exists() and not theirs.exists()
+    for neuron in (mine.neuron, theirs.neuron):
+        created = _site(neuron).post("/api/sessions/create", {"anonymousId": SHARED}, format="json").json()
+        assert created["anonymousId"] != SHARED
+        assert _v1_track(neuron, SHARED)["dropped"] == 1
 
 
 def test_token_naming_another_sites_session_is_404_and_erases_nothing(mine, theirs, django_capture_on_commit_callbacks):
