@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from rest_framework.test import APIClient
 
 from tests.conftest import IPHONE_UA
@@ -14,6 +18,33 @@ from tests.conftest import IPHONE_UA
 needs_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs PostgreSQL: concurrent transactions"
 )
+
+T = TypeVar("T")
+
+
+def in_parallel(calls: list[Callable[[], T]], *, timeout: float = 60) -> list[T]:
+    """Run each call in its own thread, released together; their results in order. A call's
+    exception fails the test; each thread closes its database connections when done."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = calls[i]()
+        except BaseException as exc:  # surfaced below, with the thread's error
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not errors, errors
+    return results
 
 
 def bearer(token: str) -> APIClient:

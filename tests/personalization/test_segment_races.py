@@ -7,16 +7,13 @@ as the check's, never a 500.
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connections
 from django.db.models.signals import pre_save
 from rest_framework.test import APIClient
 
 from personalization.models import Segment
 from privacy.models import AuditEntry
-from tests.helpers import assert_problem, needs_postgres
+from tests.helpers import assert_problem, in_parallel, needs_postgres
 from tests.personalization.factories import SegmentFactory
 
 SEGMENTS = "/api/personalization/segments"
@@ -67,29 +64,17 @@ def test_rename_to_a_slug_taken_after_the_check_is_a_409(staff_client, neuron, d
 
 
 def _in_parallel(staff_user, calls: list) -> list:
-    """Run each `call(client)` in its own thread at once; their responses, in order."""
-    barrier = threading.Barrier(len(calls))
-    responses: list = [None] * len(calls)
-    errors: list[BaseException] = []
+    """Run each `call(client)` with a staff client of its own, all at once; their responses, in order."""
 
-    def run(i: int) -> None:
-        try:
+    def with_client(call):
+        def run():
             client = APIClient()
             client.force_authenticate(staff_user)
-            barrier.wait(timeout=10)
-            responses[i] = calls[i](client)
-        except BaseException as exc:  # surfaced below with the thread's error
-            errors.append(exc)
-        finally:
-            connections.close_all()
+            return call(client)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return responses
+        return run
+
+    return in_parallel([with_client(call) for call in calls])
 
 
 @needs_postgres

@@ -8,10 +8,8 @@ over every site. A second erasure of a subject while the first is open returns t
 from __future__ import annotations
 
 import base64
-import threading
 
 import pytest
-from django.db import connections
 from rest_framework.test import APIClient
 
 from privacy.crypto import identifier_hash
@@ -19,7 +17,7 @@ from privacy.models import DataSubjectRequest
 from sessions_app.models import BehaviorEvent, GlobalUserProfile, UserSession
 from tests.conftest import IPHONE_UA
 from tests.federation.factories import NeuronFactory
-from tests.helpers import assert_problem, bearer, needs_postgres
+from tests.helpers import assert_problem, bearer, in_parallel, needs_postgres
 
 pytestmark = pytest.mark.django_db
 
@@ -314,28 +312,14 @@ def test_concurrent_erasures_of_one_subject_make_one_request(staff_user, neuron,
     # The requests stay pending (the task is not queued), as they would behind a busy worker.
     monkeypatch.setattr("privacy.tasks.run_data_subject_request.delay", lambda *args, **kwargs: None)
     threads_n = 6
-    barrier = threading.Barrier(threads_n)
-    results: list[tuple[int, dict]] = []
-    errors: list[BaseException] = []
 
-    def worker() -> None:
-        try:
-            client = APIClient()
-            client.force_authenticate(staff_user)
-            barrier.wait()
-            response = client.delete(f"/api/sessions/user-data/{visit.session_id}?idType=sessionId")
-            results.append((response.status_code, response.json()))
-        except BaseException as exc:  # collected and re-raised in the main thread
-            errors.append(exc)
-        finally:
-            connections.close_all()
+    def erase() -> tuple[int, dict]:
+        client = APIClient()
+        client.force_authenticate(staff_user)
+        response = client.delete(f"/api/sessions/user-data/{visit.session_id}?idType=sessionId")
+        return response.status_code, response.json()
 
-    threads = [threading.Thread(target=worker) for _ in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    results = in_parallel([erase] * threads_n)
     assert [status for status, _ in results] == [202] * threads_n, results
     assert len({body["requestId"] for _, body in results}) == 1
     assert DataSubjectRequest.objects.filter(kind="erase").count() == 1

@@ -5,13 +5,11 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 import time_machine
-from django.db import connections
 from django.test import Client
 from django.utils import timezone
 from hypothesis import HealthCheck, given
@@ -22,7 +20,7 @@ from privacy.crypto import identifier_hash
 from sessions_app.models import AnonymousTrafficCount, BehaviorEvent, GlobalUserProfile, UserSession
 from tests.conftest import DESKTOP_UA, IPHONE_UA
 from tests.federation.factories import NeuronFactory
-from tests.helpers import assert_problem, needs_postgres
+from tests.helpers import assert_problem, in_parallel, needs_postgres
 
 pytestmark = pytest.mark.django_db
 
@@ -509,26 +507,11 @@ def test_generated_batches_get_2xx_or_4xx_and_rows_match_what_was_accepted(neuro
 def test_concurrent_first_calls_of_an_anonymous_id_open_one_session():
     """Eight calls of a new visitor at once: one session, holding all eight events."""
     neuron = NeuronFactory()
-    barrier = threading.Barrier(8)
-    statuses, errors = [], []
-
-    def send(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            statuses.append(
-                post("/v1/track", track("racer", messageId=f"race-{i}"), key=neuron.publishable_key).status_code
-            )
-        except Exception as exc:  # surfaced below with the thread's error
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors and statuses == [200] * 8, (errors, statuses)
+    calls = [
+        lambda i=i: post("/v1/track", track("racer", messageId=f"race-{i}"), key=neuron.publishable_key).status_code
+        for i in range(8)
+    ]
+    assert in_parallel(calls) == [200] * 8
     session = UserSession.objects.get(neuron=neuron, anonymous_id="racer")
     assert BehaviorEvent.objects.filter(session=session).count() == 8
     session.refresh_from_db()

@@ -11,44 +11,22 @@ request had arrived after the update that retired it.
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
 import time_machine
-from django.db import connections
 from django.utils import timezone
 
 from config.api.errors import Unauthorized
 from sessions_app.models import GlobalUserProfile, UserSession
 from sessions_app.services import session_update, token_hash
-from tests.helpers import assert_problem, bearer, needs_postgres
+from tests.helpers import assert_problem, bearer, in_parallel, needs_postgres
 
 PARALLEL = 8
 
 
 def _put_in_parallel(url: str, token: str, payloads: list[dict]) -> list:
-    barrier = threading.Barrier(len(payloads))
-    responses: list = [None] * len(payloads)
-    errors: list[BaseException] = []
-
-    def put(i: int) -> None:
-        try:
-            client = bearer(token)
-            barrier.wait(timeout=10)
-            responses[i] = client.put(url, payloads[i], format="json")
-        except BaseException as exc:  # surfaced below with the thread's error
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=put, args=(i,)) for i in range(len(payloads))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return responses
+    return in_parallel([lambda payload=payload: bearer(token).put(url, payload, format="json") for payload in payloads])
 
 
 @needs_postgres
