@@ -29,13 +29,25 @@ class _Line:
         return value
 
 
+# A cell a spreadsheet would run as a formula (OWASP "CSV injection"): visitors choose their landing
+# page, referrer, UTM values and anonymous id, and operators open exports in Excel or Sheets.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """Text that a spreadsheet would take for a formula, quoted with a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def csv_stream(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
     writer = csv.writer(_Line())
     yield writer.writerow(EXPORT_NAMES).encode()
     batch: list[str] = []
     for row in rows:
         row["consent"] = ";".join(sorted(k for k, v in row["consent"].items() if v is True))
-        batch.append(writer.writerow(row.values()))
+        batch.append(writer.writerow([_cell(value) for value in row.values()]))
         if len(batch) >= 500:
             yield "".join(batch).encode()
             batch = []

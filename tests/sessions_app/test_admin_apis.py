@@ -276,6 +276,25 @@ def test_search_rejects_malformed_json(staff_client):
 # --- export -------------------------------------------------------------------------
 
 
+def test_csv_export_quotes_visitor_text_a_spreadsheet_would_run(staff_client):
+    """Landing page, referrer, UTM values and anonymous id come from visitors: a cell starting with
+    = + - @ or a tab is prefixed with an apostrophe, so Excel shows it instead of running it."""
+    UserSessionFactory(
+        landing_page='=HYPERLINK("https://evil.example","x")',
+        referrer="@SUM(1+1)",
+        utm_source="+1",
+        utm_campaign="-2+3",
+        anonymous_id="\t=cmd",
+    )
+    (row,) = csv.DictReader(io.StringIO(streamed(staff_client.get(EXPORT, {"format": "csv"})).decode()))
+    assert row["landingPage"] == '\'=HYPERLINK("https://evil.example","x")'
+    assert (row["referrer"], row["utmSource"], row["utmCampaign"]) == ("'@SUM(1+1)", "'+1", "'-2+3")
+    assert row["anonymousId"] == "'\t=cmd"
+    assert row["eventCount"] == "0"  # numbers are left as they are
+    json_rows = orjson.loads(streamed(staff_client.get(EXPORT, {"format": "json"})))
+    assert json_rows[0]["landingPage"].startswith("=")  # JSON is not a spreadsheet: unchanged
+
+
 def test_csv_export_streams_every_matching_session(staff_client, audit_entries, staff_user):
     """The CSV export has a header and one row per matching session, and is audited with its count."""
     for _ in range(5):
