@@ -21,6 +21,13 @@
     return chart;
   }
 
+  // Tooltips are HTML: text that visitors chose (event names, page titles and paths) is escaped,
+  // or an event named "<img onerror=...>" would run in the operator's session.
+  var ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+  function esc(value) {
+    return String(value).replace(/[&<>"']/g, function (c) { return ENTITIES[c]; });
+  }
+
   function fmtTime(iso) {
     var d = new Date(iso);
     return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
@@ -33,7 +40,7 @@
       var types = Array.from(new Set(rows.map(function (r) { return r.type; })));
       return draw(el, {
         grid: grid,
-        tooltip: { formatter: function (p) { return p.data[2] + "<br>" + p.data[0]; } },
+        tooltip: { formatter: function (p) { return esc(p.data[2]) + "<br>" + esc(p.data[0]); } },
         xAxis: { type: "time" },
         yAxis: { type: "category", data: types },
         series: [{ type: "scatter", symbolSize: 10, data: rows.map(function (r) { return [r.t, r.type, r.label]; }) }],
@@ -99,8 +106,8 @@
         tooltip: {
           trigger: "item",
           formatter: function (p) {
-            if (p.dataType === "edge") return labels[p.data.source] + " → " + labels[p.data.target] + ": " + p.data.value;
-            return labels[p.name] + ": " + p.value;
+            if (p.dataType === "edge") return esc(labels[p.data.source]) + " → " + esc(labels[p.data.target]) + ": " + esc(p.data.value);
+            return esc(labels[p.name]) + ": " + esc(p.value);
           },
         },
         series: [{
@@ -121,7 +128,7 @@
       });
       return draw(el, {
         grid: { left: 100, right: 20, top: 20, bottom: 60 },
-        tooltip: { formatter: function (p) { return data.rows[p.data[1]].label + ", " + data.columns[p.data[0]] + ": " + p.data[2] + "%"; } },
+        tooltip: { formatter: function (p) { return esc(data.rows[p.data[1]].label) + ", " + esc(data.columns[p.data[0]]) + ": " + esc(p.data[2]) + "%"; } },
         xAxis: { type: "category", data: data.columns, splitArea: { show: true } },
         yAxis: { type: "category", data: data.rows.map(function (r) { return r.label; }), inverse: true, splitArea: { show: true } },
         visualMap: { min: 0, max: 100, calculable: true, orient: "horizontal", left: "center", bottom: 0, inRange: { color: ["#f1f3ff", "#3b5bdb"] } },

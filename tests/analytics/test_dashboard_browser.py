@@ -84,3 +84,31 @@ def test_privacy_centre_draws_consent_rates(seeded, page):
     page.click("text=Privacy centre")
     page.wait_for_selector("[data-chart=consent] canvas")
     assert page.errors == []
+
+
+def test_visitor_text_in_a_chart_tooltip_is_shown_not_run(seeded, page):
+    """An event named like HTML (visitors choose event names) shows as text in the timeline's tooltip."""
+    from tests.sessions_app.factories import BehaviorEventFactory
+
+    _, sessions = seeded
+    session = sessions[0]
+    BehaviorEventFactory(session=session, event_name='<img src=x onerror="window.__xss=1">')
+    page.goto(f"{page.base}/dashboard/sessions/{session.public_id}/")
+    page.wait_for_selector("[data-chart=timeline][data-rendered=true]", timeout=10_000)
+    index = page.evaluate(
+        """() => {
+          const chart = echarts.getInstanceByDom(document.querySelector('[data-chart=timeline]'));
+          const points = chart.getOption().series[0].data;
+          const i = points.findIndex((p) => String(p[2]).startsWith('<img'));
+          chart.dispatchAction({ type: 'showTip', seriesIndex: 0, dataIndex: i });
+          return i;
+        }"""
+    )
+    assert index >= 0
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('div')).some((d) => d.textContent.includes('<img src=x'))",
+        timeout=5_000,
+    )
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.__xss") is None
+    assert page.locator("img[src=x]").count() == 0
