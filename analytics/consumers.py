@@ -6,6 +6,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.contrib.auth import get_user_model
 
 from analytics.ticker import GROUP, dashboard_snapshot, ticker
 
@@ -41,4 +42,16 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "error", "detail": "Unknown message; this socket only sends snapshots."})
 
     async def dashboard_snapshot(self, event: dict[str, Any]) -> None:
+        # Checked again before every snapshot: an operator whose staff status, account or login
+        # is taken away stops receiving within a tick, not when they close the page.
+        if not await database_sync_to_async(self._still_an_operator)():
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
         await self.send_json({"type": "snapshot", "data": event["snapshot"]})
+
+    def _still_an_operator(self) -> bool:
+        user = self.scope["user"]
+        if not get_user_model().objects.filter(pk=user.pk, is_active=True, is_staff=True).exists():
+            return False
+        session = self.scope.get("session")
+        return session is None or session.exists(session.session_key)

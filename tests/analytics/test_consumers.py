@@ -7,6 +7,7 @@ import os
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.core.cache import cache
@@ -120,6 +121,38 @@ def test_staff_gets_a_snapshot_at_once_and_then_every_tick(operator):
         second = await next_snapshot(comm)
         third = await next_snapshot(comm)
         assert first["generatedAt"] < second["generatedAt"] < third["generatedAt"]
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.parametrize("revoke", ["staff", "account", "logout"])
+def test_an_operator_who_loses_access_is_disconnected_at_the_next_tick(operator, revoke):
+    """Staff status removed, account deactivated or logged out: the socket closes with 4403."""
+    from django.contrib.sessions.models import Session
+
+    headers = cookie_for(operator)
+
+    def take_access_away() -> None:
+        if revoke == "logout":
+            Session.objects.all().delete()
+            return
+        setattr(operator, "is_staff" if revoke == "staff" else "is_active", False)
+        operator.save()
+
+    async def scenario():
+        comm = communicator(headers)
+        connected, _ = await comm.connect()
+        assert connected
+        await next_snapshot(comm, timeout=1)
+        await database_sync_to_async(take_access_away)()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while True:  # a snapshot already on its way may still arrive; then the close
+            message = await comm.receive_output(timeout=max(0.05, deadline - loop.time()))
+            if message["type"] == "websocket.close":
+                assert message["code"] == CLOSE_FORBIDDEN
+                break
         await comm.disconnect()
 
     async_to_sync(scenario)()
