@@ -332,6 +332,9 @@ API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 64 * 1024)
 # ---------------------------------------------------------------------------
 
 SESSION_COOKIE_HTTPONLY = True
+# Admin messages (a new site's secret key, shown once) stay in the server-side session: the default
+# cookie storage would send them to the browser in a signed but readable cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 CSRF_COOKIE_HTTPONLY = False
 # Problem details for a CSRF failure under the API prefixes (HTML elsewhere).
 CSRF_FAILURE_VIEW = "config.views.csrf_failure"

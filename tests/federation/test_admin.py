@@ -33,6 +33,9 @@ def test_rotating_a_secret_key_from_the_admin_is_audited(client, superuser, neur
     new_key = message.rsplit(" ", 1)[-1]
     assert hash_key(new_key) == neuron.secret_key_hash  # the key is shown once to the operator...
     assert new_key not in entry.details.values()  # ...and the log keeps only its prefix
+    # Messages live in the server-side session: the key never travels in a (signed, readable) cookie.
+    assert all(new_key not in morsel.value for morsel in response.cookies.values())
+    assert "messages" not in response.cookies
 
 
 def test_a_site_cannot_be_deleted_from_the_admin(superuser, neuron):
