@@ -87,6 +87,11 @@ class DeviceType(models.TextChoices):
     OTHER = "other", "Other"
 
 
+class SessionChannel(models.TextChoices):
+    API = "api", "Session API (token)"
+    SEGMENT = "v1", "Segment-compatible /v1"
+
+
 class EndReason(models.TextChoices):
     CLIENT = "client", "Ended by the client"
     TIMEOUT = "timeout", "Idle timeout"
@@ -141,6 +146,9 @@ class UserSession(models.Model):
     expires_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True, default="")
+    # Who opened it: a session of the session API is reached with its token; /v1 (a public write key
+    # and an anonymous id) only ever continues the sessions it opened itself.
+    channel = models.CharField(max_length=8, choices=SessionChannel.choices, default=SessionChannel.API)
     identified_at = models.DateTimeField(
         null=True,
         blank=True,

@@ -45,7 +45,7 @@ from sessions_app.event_input import (
 )
 from sessions_app.identity import profile_alias
 from sessions_app.ingestion import IngestResult, event_time, events_count_anonymously, events_ingest
-from sessions_app.models import UserSession
+from sessions_app.models import SessionChannel, UserSession
 from sessions_app.selectors import session_current_for_anonymous_id
 from sessions_app.services import session_create, session_update
 
@@ -364,6 +364,7 @@ class _Batch:
                 referrer=referrer,
                 landing_page=landing,
                 utm=_utm(call.context),
+                channel=SessionChannel.SEGMENT,
             ).session
             self.sessions[call.anonymous_id] = session
         elif (

@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from sessions_app.models import UserSession
+from sessions_app.models import SessionChannel, UserSession
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,16 @@ def session_get_by_token(*, token: str, now: datetime | None = None, lock: bool 
 
 _CURRENT_SQL = (
     f"SELECT * FROM {UserSession._meta.db_table} WHERE neuron_id = %s AND anonymous_id = %s "
-    "AND ended_at IS NULL AND expires_at > %s ORDER BY started_at DESC LIMIT 1"
+    f"AND channel = '{SessionChannel.SEGMENT}' AND ended_at IS NULL AND expires_at > %s "
+    "ORDER BY started_at DESC LIMIT 1"
 )
 
 
 def session_current_for_anonymous_id(*, neuron_id: int, anonymous_id: str, now: datetime) -> UserSession | None:
-    """The anonymous id's live session on a site (the newest, should there be several).
+    """The anonymous id's live /v1 session on a site (the newest, should there be several): /v1 (a
+    public write key and an anonymous id) never continues a session of the session API, which only
+    its token opens (a caller knowing a visitor's anonymous id would otherwise change its consent
+    and add events to it).
 
     Raw SQL, as the locking token read above: every /v1 call reads this, and compiling the
     ORM query (with the site and the profile joined) cost ~1 ms of CPU, several times what

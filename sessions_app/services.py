@@ -28,7 +28,7 @@ from privacy.services import (
 from sessions_app.enrichment import RequestMeta
 from sessions_app.identity import device_is_shared, profile_identify
 from sessions_app.linking import identity_link_enqueue
-from sessions_app.models import DeviceFingerprint, EndReason, GlobalUserProfile, UserSession
+from sessions_app.models import DeviceFingerprint, EndReason, GlobalUserProfile, SessionChannel, UserSession
 from sessions_app.selectors import session_get_by_token
 
 UTM_KEYS = ("source", "medium", "campaign", "term", "content")
@@ -104,6 +104,7 @@ def _new_session(
     fingerprint: DeviceFingerprint | None,
     profile: GlobalUserProfile | None,
     now: datetime,
+    channel: str,
 ) -> tuple[UserSession, str]:
     """Insert a session with the consent ledger rows of the decisions it carried (`given`)."""
     token = token_generate()
@@ -130,6 +131,7 @@ def _new_session(
         last_activity_at=now,
         expires_at=session_expiry(started_at=now, last_activity_at=now),
         consent=consent,
+        channel=channel,
     )
     _session_insert(session, given=given, request_meta=request_meta)
     return session, token
@@ -183,6 +185,7 @@ def session_create(
     utm: dict[str, str] | None = None,
     fingerprint: dict[str, Any] | None = None,
     restore: dict[str, Any] | None = None,
+    channel: str = SessionChannel.API,
 ) -> SessionResult:
     """Open a session, or restore the one the client holds while it is alive.
 
@@ -205,6 +208,7 @@ def session_create(
             utm=utm,
             fingerprint=fingerprint,
             restore=restore,
+            channel=channel,
         )
 
 
@@ -219,6 +223,7 @@ def _session_open(
     utm: dict[str, str] | None,
     fingerprint: dict[str, Any] | None,
     restore: dict[str, Any] | None,
+    channel: str,
 ) -> SessionResult:
     now = timezone.now()
     found = None
@@ -269,6 +274,7 @@ def _session_open(
         fingerprint=fp,
         profile=profile,
         now=now,
+        channel=channel,
     )
     if request_meta.gpc:
         consent_gpc_apply(session=session, request_meta=request_meta)

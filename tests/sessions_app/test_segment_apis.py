@@ -297,6 +297,23 @@ def test_consent_withdrawn_in_context_stops_storage_for_the_live_session(neuron)
     assert BehaviorEvent.objects.count() == 0
 
 
+def test_v1_never_continues_a_session_of_the_session_api(neuron, site_client):
+    """/v1 needs only the public write key and an anonymous id: it opens a session of its own rather
+    than changing the consent of, or adding events to, a session only its token may touch."""
+    created = site_client.post(
+        "/api/sessions/create", {"consent": {"analytics": False}, "anonymousId": "victim"}, format="json"
+    ).json()
+    granted = {"consent": {"categoryPreferences": {"analytics": True, "marketing": True}}}
+    response = post("/v1/track", track("victim", context=granted), key=neuron.publishable_key)
+    assert response.json()["stored"] == 1
+    api_session = UserSession.objects.get(public_id=created["sessionId"])
+    assert api_session.consent["analytics"] is False and api_session.consent.get("marketing") is not True
+    assert not BehaviorEvent.objects.filter(session=api_session).exists()
+    v1_session = UserSession.objects.exclude(pk=api_session.pk).get(anonymous_id="victim")
+    assert v1_session.channel == "v1" and api_session.channel == "api"
+    assert BehaviorEvent.objects.filter(session=v1_session).count() == 1
+
+
 def test_opt_out_mode_stores_without_explicit_consent(neuron, settings):
     """In opt-out mode (CCPA) analytics is allowed until refused."""
     settings.CONSENT_MODE = "opt-out"
