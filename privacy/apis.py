@@ -142,7 +142,10 @@ ID_TYPE = OpenApiParameter(
     str,
     enum=list(SubjectType.values),
     required=False,
-    description="What the id is; by default a profile id, session id, anonymous id, then user id are tried.",
+    description=(
+        "What the id is; by default a profile id, session id, anonymous id, then user id are tried. With a"
+        " session token only the token's own session id is accepted (anything else is 404)."
+    ),
 )
 
 
@@ -162,19 +165,16 @@ def _own_session(request: Any):
 
 
 def _visible_to_session(dsar: DataSubjectRequest, session: Any) -> bool:
-    """A token sees a request of its own site that it made, or one about itself (its session, its
-    anonymous id or its profile), which it could have made; never a staff request (every site)."""
+    """A token sees a request of its own site that it made, or one about its own session (the only
+    subject it can name); never a staff request (every site). The anonymous id or profile a session
+    carries proves nothing (the browser chose them), so requests about those are not shown."""
     if dsar.neuron_id is None or dsar.neuron_id != session.neuron_id:
         return False
     if dsar.requested_by == _visitor_label(session):
         return True
-    own = {
-        subject_hash(subject_type=SubjectType.SESSION_ID, value=str(session.public_id)),
-        subject_hash(subject_type=SubjectType.ANONYMOUS_ID, value=session.anonymous_id),
-    }
-    if session.profile_id:
-        own.add(subject_hash(subject_type=SubjectType.PROFILE_ID, value=str(session.profile.public_id)))
-    return dsar.subject_hash in own
+    return dsar.subject_type == SubjectType.SESSION_ID and dsar.subject_hash == subject_hash(
+        subject_type=SubjectType.SESSION_ID, value=str(session.public_id)
+    )
 
 
 class UserDataExportApi(StaffOrSessionApi):

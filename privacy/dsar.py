@@ -10,11 +10,15 @@ here; erasure deletes every registered table's rows for the subject's scope
 Tombstones (keyed hashes of the erased identifiers) make late data about the
 subject be dropped.
 
-A visitor asking with a session token reaches only the token's site: the request
-records that site (`DataSubjectRequest.neuron`) and its scope is confined to it,
-so the same anonymous id or user id on another site is never found, exported or
-erased. Staff requests reach every site. One erasure per subject is open at a time
-(a partial unique constraint): a second DELETE returns the first request.
+A visitor asking with a session token reaches only what the token proves: its own
+session. The request names that session (any other identifier, even the anonymous
+id or user id the session carries, is a 404: the browser chose them, anyone can
+claim them), records the token's site (`DataSubjectRequest.neuron`), and runs on
+`privacy.subjects.session_scope`: the session's own rows, never its profile, its
+anonymous id's other sessions, or rows matched by anonymous id or user-id hash.
+Staff requests reach the whole person on every site (staff verify identity). One
+erasure per subject is open at a time (a partial unique constraint): a second
+DELETE returns the first request.
 """
 
 from __future__ import annotations
@@ -45,7 +49,14 @@ from privacy.models import (
     SubjectType,
 )
 from privacy.registry import PersonalData, personal_data_registry
-from privacy.subjects import SubjectScope, subject_hash, subject_identifiers, subject_scope
+from privacy.subjects import (
+    SubjectScope,
+    request_scope,
+    session_scope,
+    subject_hash,
+    subject_identifiers,
+    subject_scope,
+)
 from sessions_app.models import UserSession
 
 logger = logging.getLogger(__name__)
@@ -117,7 +128,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _export_rows(entry: PersonalData, scope: SubjectScope) -> list[dict[str, Any]]:
+def _own_anonymous_ids(scope: SubjectScope) -> set[str]:
+    """The anonymous ids a one-session scope may show: its session's own."""
+    return set(UserSession.objects.filter(pk__in=scope.sessions).values_list("anonymous_id", flat=True))
+
+
+def _export_rows(
+    entry: PersonalData, scope: SubjectScope, own_anonymous: set[str] | None = None
+) -> list[dict[str, Any]]:
     model = entry.model_class
     fields = [
         f for f in model._meta.concrete_fields if f.name not in entry.exclude and not (f.is_relation and f.many_to_many)
@@ -128,6 +146,12 @@ def _export_rows(entry: PersonalData, scope: SubjectScope) -> list[dict[str, Any
             key = SCOPE_OF_MODEL.get(f.related_model._meta.label)
             if key:
                 redact[f.attname] = scope.values(key)
+    if own_anonymous is not None:
+        # One session's export: a link row's other side (another session's anonymous id) is not shown.
+        names = {f.attname for f in fields}
+        for key, path in entry.paths():
+            if key == "anonymous_ids" and path in names:
+                redact[path] = own_anonymous
     out = []
     for row in subject_rows(entry, scope).order_by("pk").values(*[f.attname for f in fields]).iterator(2000):
         for name in entry.encrypted:
@@ -156,9 +180,10 @@ def subject_export(*, scope: SubjectScope) -> dict[str, Any]:
             ),
         )
     )
+    own_anonymous = _own_anonymous_ids(scope) if scope.session_only else None
     tables = {}
     for entry in personal_data_registry().entries:
-        tables[entry.model] = {"description": entry.description, "rows": _export_rows(entry, scope)}
+        tables[entry.model] = {"description": entry.description, "rows": _export_rows(entry, scope, own_anonymous)}
     return {
         "format": EXPORT_FORMAT,
         "generatedAt": timezone.now().isoformat(),
@@ -211,6 +236,13 @@ def subject_remaining(*, scope: SubjectScope) -> dict[str, int]:
 def _tombstone_values(*, scope: SubjectScope, subject_type: str, value: str) -> list[tuple[str, str]]:
     from sessions_app.models import GlobalUserProfile
 
+    if scope.session_only:
+        # A session token's erasure: only the session id was proven; the anonymous id and user id it
+        # carried may be someone else's, whose later data must not be dropped.
+        sessions = subject_identifiers(scope)["sessionIds"]
+        if subject_type == SubjectType.SESSION_ID:
+            sessions.append(value)
+        return sorted({(SubjectType.SESSION_ID, s) for s in sessions})
     pairs = {(subject_type, value)}
     pairs |= {(SubjectType.ANONYMOUS_ID, a) for a in scope.anonymous_ids}
     for token in GlobalUserProfile.objects.filter(pk__in=scope.profiles).values_list("user_id_encrypted", flat=True):
@@ -303,6 +335,19 @@ def _open_erasure(*, digest: str, neuron_id: int | None) -> DataSubjectRequest |
     return DataSubjectRequest.objects.filter(OPEN_ERASURE, subject_hash=digest, neuron_id=neuron_id).first()
 
 
+def _own_session_subject(*, session: UserSession, value: str, subject_type: str | None) -> tuple[str, str]:
+    """(sessionId, the session's public id) when `value` names the token's own session; else NotFound."""
+    if subject_type not in (None, SubjectType.SESSION_ID):
+        raise NotFound("No data is held on this subject.")
+    try:
+        named = UUID(str(value))
+    except ValueError:
+        raise NotFound("No data is held on this subject.") from None
+    if named != session.public_id or session_scope(session.pk, session.neuron_id).is_empty():
+        raise NotFound("No data is held on this subject.")
+    return SubjectType.SESSION_ID, str(session.public_id)
+
+
 @transaction.atomic
 def dsar_create(
     *,
@@ -315,16 +360,19 @@ def dsar_create(
     """Record a request. Returns (request, created); erasing an erased subject returns its request, and
     erasing a subject whose erasure is still open (pending or running) returns that one (idempotent).
 
-    `session`: a visitor asking with their own session token reaches only the token's site, and may
-    only name themselves there (their session, its anonymous id, their profile, user id, or a session
-    of the same device); any other subject is the same 404 as an unknown one (no oracle for who
-    exists). Without a session (staff) the request reaches every site.
+    `session`: a visitor asking with their own session token may only name that session (its public
+    id, `idType` absent or sessionId): the token proves nothing more. Any other subject (another
+    session, any anonymous id, user id or profile id, even the ones this session carries) is the same
+    404 as an unknown one (no oracle for who exists). The request records the token's site and runs
+    on that one session (`privacy.subjects.session_scope`). Without a session (staff) the request
+    reaches the person on every site.
     """
     neuron_id = session.neuron_id if session is not None else None
     try:
-        found_type, scope = subject_locate(value=value, subject_type=subject_type, neuron_id=neuron_id)
-        if session is not None and session.pk not in scope.sessions:
-            raise NotFound("No data is held on this subject.")
+        if session is not None:
+            found_type, value = _own_session_subject(session=session, value=value, subject_type=subject_type)
+        else:
+            found_type, _ = subject_locate(value=value, subject_type=subject_type)
     except NotFound:
         if session is not None:
             raise
@@ -425,7 +473,7 @@ def dsar_run(*, request_id: int) -> DataSubjectRequest:
 @transaction.atomic
 def _run_export(request: DataSubjectRequest) -> DataSubjectRequest:
     value = decrypt(request.subject_encrypted) or ""
-    scope = subject_scope(subject_type=request.subject_type, value=value, neuron_id=request.neuron_id)
+    scope = request_scope(subject_type=request.subject_type, value=value, neuron_id=request.neuron_id)
     document = subject_export(scope=scope)
     document["requestId"] = str(request.public_id)
     now = timezone.now()
@@ -450,7 +498,7 @@ def _run_export(request: DataSubjectRequest) -> DataSubjectRequest:
 def _run_erase(request: DataSubjectRequest) -> DataSubjectRequest:
     value = decrypt(request.subject_encrypted) or ""
     with transaction.atomic():
-        scope = subject_scope(subject_type=request.subject_type, value=value, neuron_id=request.neuron_id)
+        scope = request_scope(subject_type=request.subject_type, value=value, neuron_id=request.neuron_id)
         pairs = _tombstone_values(scope=scope, subject_type=request.subject_type, value=value)
         # Tombstones first, in the same transaction: an event racing the erasure is dropped.
         tombstones = tombstones_create(pairs=pairs, request=request)
@@ -461,7 +509,7 @@ def _run_erase(request: DataSubjectRequest) -> DataSubjectRequest:
     # Verification reads in a fresh transaction, after the deletion committed.
     with transaction.atomic():
         remaining = subject_remaining(scope=scope)
-        rescope = subject_scope(subject_type=request.subject_type, value=value, neuron_id=request.neuron_id)
+        rescope = request_scope(subject_type=request.subject_type, value=value, neuron_id=request.neuron_id)
         if not remaining and rescope.is_empty():
             _set_status(
                 request,

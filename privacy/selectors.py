@@ -17,7 +17,7 @@ from privacy.ledger import consent_current
 from privacy.models import AuditEntry, DataSubjectRequest, RequestStatus, RetentionPolicy
 from privacy.registry import personal_data_registry
 from privacy.retention import retention_pending
-from privacy.subjects import subject_scope
+from privacy.subjects import session_scope
 from sessions_app.models import UserSession
 
 OPEN_STATUSES = (RequestStatus.PENDING, RequestStatus.RUNNING)
@@ -54,8 +54,8 @@ def session_get_by_public_id(*, public_id: Any) -> UserSession:
 def privacy_report_for_session(*, session: UserSession, now: datetime | None = None) -> dict[str, Any]:
     """What is held about this visitor, their consents, and when each kind of data will be deleted."""
     now = now or timezone.now()
-    # The token's own site only: another site's visitor with the same anonymous id is someone else.
-    scope = subject_scope(subject_type="sessionId", value=str(session.public_id), neuron_id=session.neuron_id)
+    # What the token proves: its own session (on its site), not the profile or anonymous id it carries.
+    scope = session_scope(session.pk, session.neuron_id)
     policies = {p.data_type: p for p in RetentionPolicy.objects.filter(enabled=True)}
     held: dict[str, Any] = {}
     deletion: dict[str, Any] = {}

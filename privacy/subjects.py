@@ -10,9 +10,17 @@ It never widens into someone else: an anonymous id that another identified
 person's sessions also carry (a shared device) is left out, and so is a
 fingerprint that other people's sessions use.
 
-A scope confined to one site (`neuron_id`, for a visitor asking with a session
-token) finds and matches only that site's rows: the same anonymous id or user
-id on another site is another subject there (privacy.dsar.entry_q applies it).
+A scope confined to one site (`neuron_id`) finds and matches only that site's
+rows: the same anonymous id or user id on another site is another subject there
+(privacy.dsar.entry_q applies it).
+
+A visitor asking with a session token has proven only that they hold that
+session: the anonymous id, user id or profile it carries were chosen by the
+browser (anyone can claim them). Their request's scope is `session_scope`: the
+one session, on its site, and what is keyed to it (its events, consent records,
+interests; its fingerprint when no other session uses it); never its profile,
+its anonymous id's other sessions, nor rows matched by anonymous id or user-id
+hash. Requests for the whole person are made by staff, who verify identity.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ class SubjectScope:
     user_id_hashes: set[str] = field(default_factory=set)
     # The only site whose rows are the subject's; None: every site (staff requests).
     neuron_id: int | None = None
+    # One session only (a session token's request, `session_scope`): no person behind it.
+    session_only: bool = False
 
     def is_empty(self) -> bool:
         return not (self.profiles or self.sessions or self.anonymous_ids or self.fingerprints or self.user_id_hashes)
@@ -179,6 +189,48 @@ def subject_scope(*, subject_type: str, value: str, neuron_id: int | None = None
         )
     )
     return scope
+
+
+def session_scope(session_pk: int | None, neuron_id: int) -> SubjectScope:
+    """The scope a session token proves: that one session on its site, and its fingerprint when no
+    other session uses it. No profile, anonymous id or user-id hash: those the browser chose, and
+    rows matched by them (or tied to the profile the session joined) may be someone else's.
+    Empty when the session is not held (on that site)."""
+    scope = SubjectScope(neuron_id=neuron_id, session_only=True)
+    if session_pk is None:
+        return scope
+    row = UserSession.objects.filter(pk=session_pk, neuron_id=neuron_id).values_list("pk", "fingerprint_id").first()
+    if row is None:
+        return scope
+    pk, fingerprint_id = row
+    scope.sessions = {pk}
+    if fingerprint_id and not UserSession.objects.filter(fingerprint_id=fingerprint_id).exclude(pk=pk).exists():
+        scope.fingerprints = {fingerprint_id}
+    return scope
+
+
+def session_scope_by_public_id(value: str, neuron_id: int) -> SubjectScope:
+    """`session_scope` of the session whose public id is `value` on the site (empty when none is)."""
+    public_id = _as_uuid(value)
+    pk = (
+        UserSession.objects.filter(neuron_id=neuron_id, public_id=public_id).values_list("pk", flat=True).first()
+        if public_id
+        else None
+    )
+    return session_scope(pk, neuron_id)
+
+
+def request_scope(*, subject_type: str, value: str, neuron_id: int | None) -> SubjectScope:
+    """The scope of a data-subject request when it runs.
+
+    A staff request (`neuron_id` None) reaches the person on every site (`subject_scope`). A request
+    made with a session token (`neuron_id` set) reaches that session only (`session_scope`); it can
+    only name its own session, so any other subject type is refused (ValueError)."""
+    if neuron_id is None:
+        return subject_scope(subject_type=subject_type, value=value)
+    if subject_type != SubjectType.SESSION_ID:
+        raise ValueError("a session token's request names its own session only")
+    return session_scope_by_public_id(value, neuron_id)
 
 
 def subject_identifiers(scope: SubjectScope) -> dict[str, list[str]]:

@@ -145,17 +145,47 @@ def test_staff_export_holds_every_registered_table_and_only_the_subject(
     assert AuditEntry.objects.filter(action="dsar.export.read").exists()
 
 
-def test_visitor_exports_their_own_data_with_their_session_token(alice, django_capture_on_commit_callbacks):
-    """A session token opens its own person's export; the status endpoint hands it out."""
+def test_visitor_exports_their_own_session_with_their_session_token(alice, django_capture_on_commit_callbacks):
+    """A session token opens its own session's export (not the person's other devices, which only the
+    operator, verifying who asks, exports); the status endpoint hands it out."""
     client = alice.client(0)
-    response = run(
-        django_capture_on_commit_callbacks,
-        lambda: client.get(f"/api/sessions/user-data/{alice.sessions[0]['anonymousId']}/export"),
-    )
+    sid = alice.sessions[0]["sessionId"]
+    response = run(django_capture_on_commit_callbacks, lambda: client.get(f"/api/sessions/user-data/{sid}/export"))
     assert response.status_code == 202
     detail = client.get(response.json()["statusUrl"]).json()
     assert detail["status"] == "completed"
-    assert len(detail["document"]["tables"]["sessions_app.UserSession"]["rows"]) == 2
+    document = detail["document"]
+    assert document["subject"]["sessionIds"] == [sid]
+    tables = document["tables"]
+    assert len(tables["sessions_app.UserSession"]["rows"]) == 1
+    assert len(tables["sessions_app.BehaviorEvent"]["rows"]) == 3
+    assert len(tables["sessions_app.DeviceFingerprint"]["rows"]) == 1  # its device's, used by no other session
+    assert tables["sessions_app.GlobalUserProfile"]["rows"] == []
+    assert alice.sessions[1]["sessionId"] not in str(document)
+
+
+def test_a_session_token_naming_its_own_person_by_another_identifier_is_404(alice):
+    """The anonymous id, user id and profile a session carries were chosen by the browser: they prove
+    nothing, so a token may not name them, not even its own (the same 404 as an unknown subject)."""
+    client = alice.client(0)
+    own = alice.sessions[0]
+    names = [
+        own["anonymousId"],
+        f"{own['anonymousId']}?idType=anonymousId",
+        alice.user_id,
+        f"{alice.user_id}?idType=userId",
+        str(alice.profile.public_id),
+        f"{alice.profile.public_id}?idType=profileId",
+        alice.sessions[1]["sessionId"],  # the same person's other device
+        f"{own['sessionId']}?idType=anonymousId",
+    ]
+    for name in names:
+        subject, _, query = name.partition("?")
+        query = f"?{query}" if query else ""
+        assert_problem(client.get(f"/api/sessions/user-data/{subject}/export{query}"), 404)
+        assert_problem(client.delete(f"/api/sessions/user-data/{subject}{query}"), 404)
+    assert not DataSubjectRequest.objects.exists()
+    assert UserSession.objects.filter(profile=alice.profile).count() == 2
 
 
 def test_a_session_token_asking_for_another_subject_is_404(alice, bob):
@@ -278,12 +308,40 @@ def test_erasing_twice_is_idempotent(staff_client, alice, django_capture_on_comm
     assert DataSubjectRequest.objects.count() == 1
 
 
-def test_visitor_erases_themselves_and_late_retries_are_dropped(site_client, alice, django_capture_on_commit_callbacks):
-    """After erasure the old token opens nothing, and the erased identifiers never come back."""
+def test_visitor_erases_their_session_and_late_retries_are_dropped(alice, django_capture_on_commit_callbacks):
+    """A token erases its own session: after it the old token opens nothing and the session id never
+    comes back; the person's other device and profile stay (only staff erase the whole person)."""
+    client = alice.client(0)
+    sid = alice.sessions[0]["sessionId"]
+    other = alice.sessions[1]["sessionId"]
+    response = run(django_capture_on_commit_callbacks, lambda: client.delete(f"/api/sessions/user-data/{sid}"))
+    assert response.status_code in (200, 202)
+    request = DataSubjectRequest.objects.get(public_id=response.json()["requestId"])
+    assert request.status == "verified", request.summary
+    assert list(UserSession.objects.values_list("public_id", flat=True)) == [uuid.UUID(other)]
+
+    # The browser's queued events arrive late: rejected, nothing stored.
+    late = client.post(f"/api/sessions/{sid}/events", {"eventType": "click"}, format="json")
+    assert late.status_code == 401
+    assert not BehaviorEvent.objects.filter(session__public_id=sid).exists()
+    assert BehaviorEvent.objects.filter(session__public_id=other).count() == 3
+    # Only the session id was proven, so only it is tombstoned.
+    assert list(ErasureTombstone.objects.values_list("kind", flat=True)) == ["sessionId"]
+    assert GlobalUserProfile.objects.filter(user_id_hash=identifier_hash(alice.user_id)).get() == alice.profile
+    assert search_everywhere([sid]) == {}
+
+
+def test_staff_erasure_of_the_person_drops_late_retries_of_every_identifier(
+    site_client, staff_client, alice, django_capture_on_commit_callbacks
+):
+    """After a staff erasure the old token opens nothing, and the erased identifiers never come back."""
     client = alice.client(0)
     sid = alice.sessions[0]["sessionId"]
     anonymous_id = alice.sessions[0]["anonymousId"]
-    response = run(django_capture_on_commit_callbacks, lambda: client.delete(f"/api/sessions/user-data/{sid}"))
+    response = run(
+        django_capture_on_commit_callbacks,
+        lambda: staff_client.delete(f"/api/sessions/user-data/{alice.user_id}?idType=userId"),
+    )
     assert response.status_code in (200, 202)
     assert not UserSession.objects.exists()
 

@@ -1,8 +1,10 @@
-"""Data-subject requests made with a session token stay on the token's site; erasures are not doubled.
+"""Data-subject requests made with a session token stay on the token's session; erasures are not doubled.
 
-A visitor chooses their anonymous id, so two sites can hold the same one (and the same user id):
-a token of site A must never reach site B's rows, nor learn that they exist. Staff keep their reach
-over every site. A second erasure of a subject while the first is open returns the first request.
+A visitor chooses their anonymous id, so two sites can hold the same one (and the same user id), and
+two visitors of one site too: a token proves only its own session, so it may name only that session,
+and never reaches another session (of its site or of site B) nor learns that it exists. Staff keep
+their reach over the whole person on every site. A second erasure of a subject while the first is
+open returns the first request.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from privacy.crypto import identifier_hash
-from privacy.models import DataSubjectRequest
+from privacy.models import DataSubjectRequest, ErasureTombstone
 from sessions_app.models import BehaviorEvent, GlobalUserProfile, UserSession
 from tests.conftest import IPHONE_UA
 from tests.federation.factories import NeuronFactory
@@ -98,11 +100,11 @@ def _document(client: APIClient, response) -> dict:
 # --- a token stays on its own site -----------------------------------------------------------
 
 
-def test_token_export_by_anonymous_id_holds_only_its_own_site(mine, theirs, django_capture_on_commit_callbacks):
+def test_token_export_of_its_session_holds_only_its_own_site(mine, theirs, django_capture_on_commit_callbacks):
     client = mine.client()
     response = run(
         django_capture_on_commit_callbacks,
-        lambda: client.get(f"/api/sessions/user-data/{SHARED}/export?idType=anonymousId"),
+        lambda: client.get(f"/api/sessions/user-data/{mine.session_id}/export"),
     )
     document = _document(client, response)
     assert document["subject"]["sessionIds"] == [mine.session_id]
@@ -114,16 +116,35 @@ def test_token_export_by_anonymous_id_holds_only_its_own_site(mine, theirs, djan
     assert theirs.neuron.slug not in str(document)
 
 
-def test_token_erasure_by_anonymous_id_spares_the_other_site(mine, theirs, django_capture_on_commit_callbacks):
+def test_token_naming_its_anonymous_id_is_404_on_every_site(mine, theirs, django_capture_on_commit_callbacks):
+    """The anonymous id is the browser's choice (site B's visitor chose it too): it proves nothing."""
+    for visit in (mine, theirs):
+        client = visit.client()
+        for response in run(
+            django_capture_on_commit_callbacks,
+            lambda client=client: (
+                client.get(f"/api/sessions/user-data/{SHARED}/export?idType=anonymousId"),
+                client.get(f"/api/sessions/user-data/{SHARED}/export"),
+                client.delete(f"/api/sessions/user-data/{SHARED}?idType=anonymousId"),
+                client.delete(f"/api/sessions/user-data/{SHARED}"),
+            ),
+        ):
+            assert_problem(response, 404)
+    assert not DataSubjectRequest.objects.exists()
+    assert mine.exists() and mine.events() == 2
+    assert theirs.exists() and theirs.events() == 3
+
+
+def test_token_erasure_of_its_session_spares_the_other_site(mine, theirs, django_capture_on_commit_callbacks):
     client = mine.client()
     response = run(
         django_capture_on_commit_callbacks,
-        lambda: client.delete(f"/api/sessions/user-data/{SHARED}?idType=anonymousId"),
+        lambda: client.delete(f"/api/sessions/user-data/{mine.session_id}?idType=sessionId"),
     )
     assert response.status_code in (200, 202), response.content
     request = DataSubjectRequest.objects.get(public_id=response.json()["requestId"])
     assert request.status == "verified", request.summary
-    assert request.neuron_id == mine.neuron.pk
+    assert request.neuron_id == mine.neuron.pk and request.subject_type == "sessionId"
     assert not mine.exists()
     assert theirs.exists() and theirs.events() == 3
     assert request.summary["deleted"]["sessions_app.UserSession"] == 1
@@ -138,24 +159,24 @@ def _v1_track(neuron, anonymous_id: str) -> dict:
     ).json()
 
 
-def test_a_tokens_erasure_drops_later_data_of_the_identifier_on_its_own_site_only(
+def test_a_tokens_erasure_tombstones_its_session_id_on_its_own_site_only(
     mine, theirs, django_capture_on_commit_callbacks
 ):
-    """The tombstones of a visitor's own erasure hold on their site: there the anonymous id is never
-    reattached; on site B the same id is someone else, whose sessions and /v1 calls go on as before."""
+    """The tombstones of a visitor's own erasure are its session id, on its site: the anonymous id it
+    carried was not proven to be the visitor's (anyone may choose it), so later data carrying it is
+    kept, on site A as on site B, where the same id is someone else."""
     client = mine.client()
     run(
         django_capture_on_commit_callbacks,
-        lambda: client.delete(f"/api/sessions/user-data/{SHARED}?idType=anonymousId"),
+        lambda: client.delete(f"/api/sessions/user-data/{mine.session_id}"),
     )
     assert not mine.exists()
-    again = _site(mine.neuron).post(
-        "/api/sessions/create", {"consent": {"analytics": True}, "anonymousId": SHARED}, format="json"
-    )
-    assert again.json()["anonymousId"] != SHARED
-    assert _v1_track(mine.neuron, SHARED)["dropped"] == 1
+    assert list(ErasureTombstone.objects.values_list("kind", "neuron_id")) == [("sessionId", mine.neuron.pk)]
+    assert client.get(f"/api/sessions/{mine.session_id}").status_code == 401
+    assert Visit(mine.neuron).exists()  # Visit asserts the anonymous id was kept
+    assert _v1_track(mine.neuron, SHARED)["stored"] == 1
 
-    assert Visit(theirs.neuron).exists()  # Visit asserts the anonymous id was kept
+    assert Visit(theirs.neuron).exists()
     assert _v1_track(theirs.neuron, SHARED)["stored"] == 1
 
 
@@ -191,47 +212,74 @@ def test_token_naming_another_sites_session_is_404_and_erases_nothing(mine, thei
     assert mine.exists()
 
 
-def test_same_site_session_with_the_same_anonymous_id_is_the_same_device(
+def test_same_site_session_with_the_same_anonymous_id_is_not_the_tokens(
     neuron, mine, theirs, django_capture_on_commit_callbacks
 ):
-    """On its own site a token may name another session of its device (same anonymous id)."""
+    """Another session of its site with the same anonymous id may be another person who chose the
+    same id: a token may not name it (404), nor reach it through its own session's export."""
     sibling = Visit(neuron, events=1)
     client = mine.client()
+    for response in run(
+        django_capture_on_commit_callbacks,
+        lambda: (
+            client.get(f"/api/sessions/user-data/{sibling.session_id}/export"),
+            client.get(f"/api/sessions/user-data/{sibling.session_id}/export?idType=sessionId"),
+            client.delete(f"/api/sessions/user-data/{sibling.session_id}"),
+        ),
+    ):
+        assert_problem(response, 404)
+    assert not DataSubjectRequest.objects.exists()
+    assert sibling.exists() and sibling.events() == 1
+
     response = run(
         django_capture_on_commit_callbacks,
-        lambda: client.get(f"/api/sessions/user-data/{sibling.session_id}/export"),
+        lambda: client.get(f"/api/sessions/user-data/{mine.session_id}/export"),
     )
     document = _document(client, response)
-    assert sorted(document["subject"]["sessionIds"]) == sorted([mine.session_id, sibling.session_id])
-    assert theirs.session_id not in str(document)
-    assert len(document["tables"]["sessions_app.BehaviorEvent"]["rows"]) == 3
+    assert document["subject"]["sessionIds"] == [mine.session_id]
+    assert sibling.session_id not in str(document) and theirs.session_id not in str(document)
+    assert len(document["tables"]["sessions_app.BehaviorEvent"]["rows"]) == 2
 
 
-def test_token_export_by_user_id_holds_only_its_own_sites_profile(neuron, site_b, django_capture_on_commit_callbacks):
-    """The same user id signed in on two sites is two profiles; a token reaches its own site's."""
+def test_token_naming_a_user_id_is_404_and_its_export_holds_no_profile(
+    neuron, site_b, django_capture_on_commit_callbacks
+):
+    """The same user id signed in on two sites is two profiles; a token reaches neither by the user id
+    (anyone can set it on a session), and its own session's export shows no profile."""
     here = Visit(neuron, anonymous_id="dev-a", user_id="u@example.com")
     there = Visit(site_b, anonymous_id="dev-b", user_id="u@example.com")
     assert GlobalUserProfile.objects.filter(user_id_hash=identifier_hash("u@example.com")).count() == 2
     client = here.client()
+    for response in run(
+        django_capture_on_commit_callbacks,
+        lambda: (
+            client.get("/api/sessions/user-data/u@example.com/export?idType=userId"),
+            client.get("/api/sessions/user-data/u@example.com/export"),
+            client.delete("/api/sessions/user-data/u@example.com?idType=userId"),
+        ),
+    ):
+        assert_problem(response, 404)
+    assert not DataSubjectRequest.objects.exists()
+
     response = run(
         django_capture_on_commit_callbacks,
-        lambda: client.get("/api/sessions/user-data/u@example.com/export?idType=userId"),
+        lambda: client.get(f"/api/sessions/user-data/{here.session_id}/export"),
     )
     document = _document(client, response)
     assert document["subject"]["sessionIds"] == [here.session_id]
-    assert document["subject"]["anonymousIds"] == ["dev-a"]
-    profiles = document["tables"]["sessions_app.GlobalUserProfile"]["rows"]
-    assert [p["neuron_id"] for p in profiles] == [neuron.pk]
+    assert document["subject"]["userIds"] == [] and document["subject"]["profileIds"] == []
+    assert document["tables"]["sessions_app.GlobalUserProfile"]["rows"] == []
+    assert "u@example.com" not in str(document)
     assert there.session_id not in str(document) and "dev-b" not in str(document)
 
     response = run(
         django_capture_on_commit_callbacks,
-        lambda: client.delete("/api/sessions/user-data/u@example.com?idType=userId"),
+        lambda: client.delete(f"/api/sessions/user-data/{here.session_id}"),
     )
     assert response.status_code in (200, 202), response.content
     assert not here.exists()
     assert there.exists() and there.events() == 2
-    assert GlobalUserProfile.objects.filter(neuron=site_b, user_id_hash=identifier_hash("u@example.com")).exists()
+    assert GlobalUserProfile.objects.filter(user_id_hash=identifier_hash("u@example.com")).count() == 2
 
 
 def test_staff_keep_their_reach_over_every_site(staff_client, mine, theirs, django_capture_on_commit_callbacks):
@@ -244,20 +292,20 @@ def test_staff_keep_their_reach_over_every_site(staff_client, mine, theirs, djan
     assert DataSubjectRequest.objects.get().neuron_id is None
 
 
-def test_request_status_is_for_the_token_that_asked_or_its_own_subject_on_its_site(
+def test_request_status_is_for_the_token_that_asked_or_its_own_session_on_its_site(
     neuron, staff_client, mine, theirs, django_capture_on_commit_callbacks
 ):
-    """Site B's token (same anonymous id) never sees site A's request; site A's other session of
-    the device does; a staff request over every site is not shown to any token."""
+    """Site B's token (same anonymous id) never sees site A's request, nor does site A's other session
+    with the same anonymous id; a staff request over every site is not shown to any token."""
     response = run(
         django_capture_on_commit_callbacks,
-        lambda: mine.client().get(f"/api/sessions/user-data/{SHARED}/export?idType=anonymousId"),
+        lambda: mine.client().get(f"/api/sessions/user-data/{mine.session_id}/export"),
     )
     url = response.json()["statusUrl"]
     assert mine.client().get(url).status_code == 200
     assert_problem(theirs.client().get(url), 404)
     sibling = Visit(neuron, events=0)
-    assert sibling.client().get(url).status_code == 200
+    assert_problem(sibling.client().get(url), 404)
 
     staff = run(
         django_capture_on_commit_callbacks,
@@ -294,12 +342,12 @@ def test_a_second_erasure_while_the_first_is_pending_returns_it(staff_client, mi
 
 def test_a_tokens_second_erasure_while_pending_returns_the_first(mine, theirs):
     client = mine.client()
-    first = client.delete(f"/api/sessions/user-data/{SHARED}?idType=anonymousId")
-    second = client.delete(f"/api/sessions/user-data/{SHARED}?idType=anonymousId")
+    first = client.delete(f"/api/sessions/user-data/{mine.session_id}")
+    second = client.delete(f"/api/sessions/user-data/{mine.session_id}?idType=sessionId")
     assert first.status_code == second.status_code == 202
     assert second.json()["requestId"] == first.json()["requestId"]
-    # Site B's visitor erasing the same anonymous id is another subject (another site).
-    other = theirs.client().delete(f"/api/sessions/user-data/{SHARED}?idType=anonymousId")
+    # Site B's visitor erasing its own session is another subject (another session, another site).
+    other = theirs.client().delete(f"/api/sessions/user-data/{theirs.session_id}")
     assert other.status_code == 202 and other.json()["requestId"] != first.json()["requestId"]
     assert DataSubjectRequest.objects.filter(kind="erase").count() == 2
 
