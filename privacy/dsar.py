@@ -41,7 +41,6 @@ from config.api.errors import NotFound
 from privacy.audit import actor_label, audit_log
 from privacy.crypto import decrypt, encrypt
 from privacy.models import (
-    OPEN_ERASURE,
     DataSubjectRequest,
     ErasureTombstone,
     RequestKind,
@@ -331,8 +330,12 @@ def _erased_request(*, value: str, subject_type: str | None) -> DataSubjectReque
     return None
 
 
-def _open_erasure(*, digest: str, neuron_id: int | None) -> DataSubjectRequest | None:
-    return DataSubjectRequest.objects.filter(OPEN_ERASURE, subject_hash=digest, neuron_id=neuron_id).first()
+def _open_request(*, kind: str, digest: str, neuron_id: int | None) -> DataSubjectRequest | None:
+    """The request of this kind about the subject still to run or running, if any."""
+    open_statuses = [RequestStatus.PENDING, RequestStatus.RUNNING]
+    return DataSubjectRequest.objects.filter(
+        kind=kind, status__in=open_statuses, subject_hash=digest, neuron_id=neuron_id
+    ).first()
 
 
 def _own_session_subject(*, session: UserSession, value: str, subject_type: str | None) -> tuple[str, str]:
@@ -382,10 +385,12 @@ def dsar_create(
                 return previous, False
         raise
     digest = subject_hash(subject_type=found_type, value=value)
-    if kind == RequestKind.ERASE:
-        open_request = _open_erasure(digest=digest, neuron_id=neuron_id)
-        if open_request is not None:
-            return open_request, False
+    # A request like one still open returns that one: erasing twice (also a unique constraint, for
+    # concurrent DELETEs), or a client asking again for an export that is still being prepared
+    # (each export would otherwise build and keep another encrypted document).
+    open_request = _open_request(kind=kind, digest=digest, neuron_id=neuron_id)
+    if open_request is not None:
+        return open_request, False
     try:
         # A savepoint: a concurrent erasure of the same subject that committed first wins the
         # one-open-erasure constraint, and this call returns that request instead.

@@ -340,6 +340,16 @@ def test_a_second_erasure_while_the_first_is_pending_returns_it(staff_client, mi
     assert DataSubjectRequest.objects.count() == 3
 
 
+def test_an_export_asked_again_while_the_first_is_pending_returns_it(mine):
+    """A client repeating its export request gets the one being prepared, not another document."""
+    client = mine.client()
+    url = f"/api/sessions/user-data/{mine.session_id}/export"
+    first = client.get(url)
+    assert first.status_code == 202 and first.json()["status"] == "pending"
+    assert [client.get(url).json()["requestId"] for _ in range(3)] == [first.json()["requestId"]] * 3
+    assert DataSubjectRequest.objects.count() == 1
+
+
 def test_a_tokens_second_erasure_while_pending_returns_the_first(mine, theirs):
     client = mine.client()
     first = client.delete(f"/api/sessions/user-data/{mine.session_id}")
