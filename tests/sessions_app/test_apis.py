@@ -197,24 +197,22 @@ def test_unsupported_media_type_is_415(site_client):
     assert_problem(response, 415)
 
 
-def test_session_creation_is_throttled_per_client_address(site_client, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"session_create": "3/min"}}
-    from rest_framework.settings import api_settings
-    from rest_framework.throttling import ScopedRateThrottle
-
-    ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-    try:
-        for _ in range(3):
-            assert site_client.post(CREATE, {}, format="json").status_code == 201
-        response = site_client.post(CREATE, {}, format="json")
-        assert_problem(response, 429)
-        assert int(response["Retry-After"]) > 0
-        # Another address is not affected.
-        other = site_client.post(CREATE, {}, format="json", REMOTE_ADDR="8.8.8.8")
-        assert other.status_code == 201
-    finally:
-        ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+def test_session_creation_is_throttled_per_client_address(site_client, throttled):
+    for _ in range(3):
+        assert site_client.post(CREATE, {}, format="json").status_code == 201
+    response = site_client.post(CREATE, {}, format="json")
+    assert_problem(response, 429)
+    assert int(response["Retry-After"]) > 0
+    # Another address is not affected.
+    other = site_client.post(CREATE, {}, format="json", REMOTE_ADDR="8.8.8.8")
+    assert other.status_code == 201
     assert UserSession.objects.count() == 4
+
+
+def test_the_rate_limit_of_a_test_does_not_outlive_it(site_client):
+    """After the 3/min tests above, creation is back to the configured rate for the tests that follow."""
+    for _ in range(5):
+        assert site_client.post(CREATE, {}, format="json").status_code == 201
 
 
 # --- restore ----------------------------------------------------------------
@@ -533,12 +531,16 @@ def throttled(settings):
 
     from config.api.throttling import throttle_reset
 
+    # The class keeps the rates it read at import: put those back afterwards (when this fixture ends
+    # the overridden settings are still in force, so reading them again would keep 3/min for the
+    # tests that follow).
+    original = ScopedRateThrottle.THROTTLE_RATES
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"session_create": "3/min"}}
     ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
     throttle_reset()
     yield
     throttle_reset()
-    ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    ScopedRateThrottle.THROTTLE_RATES = original
 
 
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="counts in Redis (REDIS_URL); DRF's throttle otherwise")
