@@ -15,13 +15,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from analytics import selectors
 from config.api.datetimes import as_utc
 from config.api.errors import NotFound
+from config.api.permissions import StaffWithPermissions
 from config.api.serializers import StrictSerializer
 from sessions_app.models import DeviceType
 
@@ -154,7 +154,9 @@ ANALYTICS_TYPES: dict[str, tuple[type[AnalyticsQuery], Any]] = {
 class StaffAnalyticsApi(APIView):
     # The federation work adds neuron secret keys with an analytics scope here.
     authentication_classes = [SessionAuthentication]
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffWithPermissions]
+    # Reports read the sessions and their events: what the admin's session list needs.
+    required_permissions = {"GET": ["sessions_app.view_usersession"]}
     query_class: type[AnalyticsQuery] = AnalyticsQuery
 
     def parse(self, request: Any, query_class: type[AnalyticsQuery] | None = None) -> AnalyticsQuery:

@@ -1,4 +1,5 @@
-"""The live dashboard websocket: staff only, fed by the ticker's group broadcast."""
+"""The live dashboard websocket: staff holding the dashboard pages' permission (OPERATOR_PERMISSION),
+fed by the ticker's group broadcast."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.auth import get_user_model
 
+from analytics.dashboard_views import OPERATOR_PERMISSION
 from analytics.ticker import GROUP, dashboard_snapshot, ticker
+from config.api.permissions import is_operator
 
 # Application close codes (4000-4999): the browser shows why it was refused.
 CLOSE_FORBIDDEN = 4403
@@ -17,7 +20,7 @@ CLOSE_FORBIDDEN = 4403
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_staff or not user.is_active:
+        if not is_operator(user) or not await database_sync_to_async(user.has_perm)(OPERATOR_PERMISSION):
             # Refused before the handshake completes: nothing is ever sent to a non-operator.
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -42,16 +45,17 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "error", "detail": "Unknown message; this socket only sends snapshots."})
 
     async def dashboard_snapshot(self, event: dict[str, Any]) -> None:
-        # Checked again before every snapshot: an operator whose staff status, account or login
-        # is taken away stops receiving within a tick, not when they close the page.
+        # Checked again before every snapshot: an operator whose staff status, permission, account
+        # or login is taken away stops receiving within a tick, not when they close the page.
         if not await database_sync_to_async(self._still_an_operator)():
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self.send_json({"type": "snapshot", "data": event["snapshot"]})
 
     def _still_an_operator(self) -> bool:
-        user = self.scope["user"]
-        if not get_user_model().objects.filter(pk=user.pk, is_active=True, is_staff=True).exists():
+        # Read afresh: a user object caches its permissions.
+        user = get_user_model().objects.filter(pk=self.scope["user"].pk, is_active=True, is_staff=True).first()
+        if user is None or not user.has_perm(OPERATOR_PERMISSION):
             return False
         session = self.scope.get("session")
         return session is None or session.exists(session.session_key)

@@ -1,16 +1,19 @@
-"""The operator dashboard (/dashboard/): staff-only Django pages; charts are drawn in the
-browser by ECharts from JSON embedded with json_script, live numbers arrive over ws/dashboard/.
+"""The operator dashboard (/dashboard/): Django pages for staff holding OPERATOR_PERMISSION (the
+admin's permission to view sessions; superusers hold it); charts are drawn in the browser by
+ECharts from JSON embedded with json_script, live numbers arrive over ws/dashboard/.
 
 Every page only reads (its forms are GET forms; changes are made in the admin or through the API):
 other methods than GET and HEAD are a 405."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -30,7 +33,14 @@ from privacy.consent import PURPOSES
 from privacy.selectors import privacy_report_site
 
 PAGE_SIZE = 50
+# Every page (and the live socket) reads sessions, their events and the reports built on them.
+OPERATOR_PERMISSION = "sessions_app.view_usersession"
 RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90)}
+
+
+def operator_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Staff (others are sent to the admin login) holding OPERATOR_PERMISSION (others get a 403)."""
+    return staff_member_required(permission_required(OPERATOR_PERMISSION, raise_exception=True)(view))
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -67,7 +77,7 @@ def _report_page(
 
 
 @require_safe
-@staff_member_required
+@operator_required
 def overview(request: HttpRequest) -> HttpResponse:
     form = OverviewForm(request.GET)
     report = None
@@ -86,7 +96,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-@staff_member_required
+@operator_required
 def funnels(request: HttpRequest) -> HttpResponse:
     form = FunnelForm(request.GET)
     report = suggestions = None
@@ -110,7 +120,7 @@ def funnels(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-@staff_member_required
+@operator_required
 def journeys(request: HttpRequest) -> HttpResponse:
     form = JourneyForm(request.GET)
     report = None
@@ -123,7 +133,7 @@ def journeys(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-@staff_member_required
+@operator_required
 def retention(request: HttpRequest) -> HttpResponse:
     form = RetentionForm(request.GET)
     report = None
@@ -134,7 +144,7 @@ def retention(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-@staff_member_required
+@operator_required
 def segments(request: HttpRequest) -> HttpResponse:
     form = SegmentsForm(request.GET)
     report = selectors.segments_page(scope=form.scope) if form.is_valid() else None
@@ -142,7 +152,7 @@ def segments(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-@staff_member_required
+@operator_required
 def sessions_explorer(request: HttpRequest) -> HttpResponse:
     filters = request.GET.copy()
     after = _int_or_none(filters.pop("after", [None])[-1])
@@ -161,7 +171,7 @@ def sessions_explorer(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-@staff_member_required
+@operator_required
 def session_page(request: HttpRequest, public_id: Any) -> HttpResponse:
     detail = selectors.session_detail(public_id=public_id)
     if detail is None:
@@ -188,7 +198,7 @@ def session_page(request: HttpRequest, public_id: Any) -> HttpResponse:
 
 
 @require_safe
-@staff_member_required
+@operator_required
 def privacy_centre(request: HttpRequest) -> HttpResponse:
     form = PrivacyForm(request.GET)
     # Privacy's own report (what staff get from /api/sessions/privacy-report), over the chosen range.

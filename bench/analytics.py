@@ -475,8 +475,9 @@ def main() -> None:
         cur.execute("VACUUM ANALYZE")
     print(f"VACUUM ANALYZE (what autovacuum does in production) {time.perf_counter() - t0:.1f} s")
 
-    user = get_user_model().objects.filter(username="bench-staff").first() or get_user_model().objects.create_user(
-        "bench-staff", "bench@example.com", "bench-staff-pw", is_staff=True
+    # Staff endpoints need their model permissions (config.api.permissions): a superuser holds them all.
+    user, _ = get_user_model().objects.update_or_create(
+        username="bench-staff", defaults={"is_staff": True, "is_superuser": True, "email": "bench@example.com"}
     )
     client = APIClient()
     client.force_authenticate(user)

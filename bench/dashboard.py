@@ -147,7 +147,10 @@ def staff_client():
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    user, _ = get_user_model().objects.get_or_create(username="bench-operator", defaults={"is_staff": True})
+    # Staff endpoints need their model permissions (config.api.permissions): a superuser holds them all.
+    user, _ = get_user_model().objects.update_or_create(
+        username="bench-operator", defaults={"is_staff": True, "is_superuser": True}
+    )
     client = Client()
     client.force_login(user)
     return client, user

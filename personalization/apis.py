@@ -9,12 +9,12 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.errors import NotFound, ValidationFailed
 from config.api.pagination import KeysetPagination
+from config.api.permissions import StaffWithPermissions
 from config.api.schema import paginated, problem, results_list
 from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
 from personalization.content import MAX_SLOTS_PER_REQUEST, content_choose
@@ -71,11 +71,15 @@ def _neuron_filter(validated: dict[str, Any]) -> Any:
 
 
 class StaffApi(APIView):
+    """Operators: staff with the segment or archetype model permission matching the method."""
+
     authentication_classes = [SessionAuthentication]
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffWithPermissions]
 
 
 class SegmentListApi(StaffApi):
+    required_permissions = {"GET": ["personalization.view_segment"], "POST": ["personalization.add_segment"]}
+
     class SegmentCreateInput(StrictSerializer):
         neuronId = StrictCharField(max_length=64)
         name = StrictCharField(max_length=200)
@@ -129,6 +133,12 @@ class SegmentListApi(StaffApi):
 
 
 class SegmentDetailApi(StaffApi):
+    required_permissions = {
+        "GET": ["personalization.view_segment"],
+        "PATCH": ["personalization.change_segment"],
+        "DELETE": ["personalization.delete_segment"],
+    }
+
     class SegmentUpdateInput(StrictSerializer):
         name = StrictCharField(required=False, max_length=200)
         slug = StrictCharField(required=False, max_length=64)
@@ -166,6 +176,8 @@ class SegmentDetailApi(StaffApi):
 
 
 class SegmentMembersApi(StaffApi):
+    required_permissions = {"GET": ["personalization.view_segment"]}
+
     class MemberOutput(serializers.Serializer):
         sessionId = serializers.UUIDField(source="session.public_id")
         profileId = serializers.UUIDField(source="session.profile.public_id", allow_null=True, default=None)
@@ -200,6 +212,8 @@ class ArchetypeOutput(serializers.Serializer):
 
 
 class ArchetypeListApi(StaffApi):
+    required_permissions = {"GET": ["personalization.view_archetype"]}
+
     class FilterInput(StrictSerializer):
         neuronId = StrictCharField(required=False, max_length=64)
 

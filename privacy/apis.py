@@ -10,12 +10,12 @@ from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.errors import NotFound, ValidationFailed
 from config.api.pagination import KeysetPagination
+from config.api.permissions import StaffWithPermissions, is_operator
 from config.api.schema import paginated, problem
 from config.api.serializers import StrictCharField, StrictSerializer
 from privacy.crypto import identifier_hash
@@ -37,7 +37,9 @@ from sessions_app.enrichment import request_meta_from
 
 
 def _is_staff(request: Any) -> bool:
-    return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+    """Whether the staff path runs: the permission class has checked the staff user's model
+    permissions for the method (a session token makes the user anonymous)."""
+    return is_operator(request.user)
 
 
 def _visitor_label(session: Any) -> str:
@@ -54,6 +56,7 @@ def _requester(request: Any) -> Any:
 
 class StaffOrSessionApi(APIView):
     # The session token first: a request without credentials gets 401 with a Bearer challenge.
+    # `required_permissions` binds staff only; a session token holder acts on their own data.
     authentication_classes = [SessionTokenAuthentication, SessionAuthentication]
     permission_classes = [IsStaffOrSessionHolder]
 
@@ -64,6 +67,8 @@ class StaffOrSessionApi(APIView):
 
 
 class ConsentApi(StaffOrSessionApi):
+    required_permissions = {"POST": ["privacy.add_consentrecord"]}
+
     class ConsentUpdateInput(StrictSerializer):
         consent = ConsentInput()
         policyVersion = StrictCharField(required=False, allow_blank=True, max_length=64)
@@ -178,6 +183,8 @@ def _visible_to_session(dsar: DataSubjectRequest, session: Any) -> bool:
 
 
 class UserDataExportApi(StaffOrSessionApi):
+    required_permissions = {"GET": ["privacy.add_datasubjectrequest"]}
+
     @extend_schema(
         parameters=[ID_TYPE],
         responses={200: dict, 202: RequestOutput},
@@ -199,6 +206,8 @@ class UserDataExportApi(StaffOrSessionApi):
 
 
 class UserDataApi(StaffOrSessionApi):
+    required_permissions = {"DELETE": ["privacy.add_datasubjectrequest"]}
+
     @extend_schema(
         parameters=[ID_TYPE],
         request=None,
@@ -220,6 +229,8 @@ class UserDataApi(StaffOrSessionApi):
 
 
 class DataRequestDetailApi(StaffOrSessionApi):
+    required_permissions = {"GET": ["privacy.view_datasubjectrequest"]}
+
     @extend_schema(responses={200: RequestOutput}, summary="A data-subject request's status (and export)")
     def get(self, request, request_id):
         dsar = data_subject_request_get(public_id=request_id)
@@ -238,7 +249,8 @@ class DataRequestDetailApi(StaffOrSessionApi):
 
 class AuditLogApi(APIView):
     authentication_classes = [SessionAuthentication]
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffWithPermissions]
+    required_permissions = {"GET": ["privacy.view_auditentry"]}
     pagination_class = KeysetPagination
 
     class AuditEntryOutput(serializers.Serializer):
@@ -274,6 +286,8 @@ class AuditLogApi(APIView):
 
 
 class PrivacyReportApi(StaffOrSessionApi):
+    required_permissions = {"GET": ["privacy.view_consentrecord"]}
+
     @extend_schema(responses={200: dict}, summary="What is held and for how long (visitor), or a site summary (staff)")
     def get(self, request):
         if _is_staff(request):

@@ -5,17 +5,19 @@ from typing import Any
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 
+from config.api.permissions import is_operator, staff_has_permissions
 from sessions_app.selectors import TokenMatch
 from sessions_app.services import session_is_alive
 
 
 class IsStaffOrSessionHolder(BasePermission):
-    """Staff, or a visitor with the token of a live session (who may act only on their own data)."""
+    """Staff holding the model permissions the view declares for the method (`required_permissions`,
+    as for StaffWithPermissions), or a visitor with the token of a live session (who may act only on
+    their own data, and needs no model permission)."""
 
     def has_permission(self, request: Any, view: Any) -> bool:
-        user = request.user
-        if user is not None and user.is_authenticated and user.is_staff:
-            return True
+        if is_operator(request.user):
+            return staff_has_permissions(request, view)
         match = request.auth
         if isinstance(match, TokenMatch):
             if not session_is_alive(match.session):

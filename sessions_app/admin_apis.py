@@ -11,12 +11,12 @@ import orjson
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.errors import ValidationFailed
 from config.api.pagination import KeysetPagination
+from config.api.permissions import StaffWithPermissions
 from config.api.schema import BodyOnDeleteSchema, filterset_parameters, paginated, problem
 from config.api.serializers import JSONObjectField, StrictBooleanField, StrictCharField, StrictSerializer
 from privacy.models import RequestStatus
@@ -33,9 +33,16 @@ MAX_EVENT_CRITERIA = 5
 MAX_SESSION_IDS = 10_000
 
 
+VIEW_SESSIONS = ("sessions_app.view_usersession",)
+CHANGE_SESSIONS = ("sessions_app.change_usersession",)
+DELETE_SESSIONS = ("sessions_app.delete_usersession",)
+
+
 class StaffApi(APIView):
+    """Operators: staff with the session model permission matching what the endpoint does."""
+
     authentication_classes = [StaffSessionAuthentication]
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffWithPermissions]
 
 
 class AdminSessionOutput(serializers.Serializer):
@@ -146,6 +153,8 @@ def _selection_for_audit(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class AdminSessionListApi(StaffApi):
+    required_permissions = {"GET": VIEW_SESSIONS}
+
     @extend_schema(
         parameters=[
             OpenApiParameter("cursor", str),
@@ -163,6 +172,8 @@ class AdminSessionListApi(StaffApi):
 
 
 class AdminSessionSearchApi(StaffApi):
+    required_permissions = {"POST": VIEW_SESSIONS}  # a read with a filter document
+
     @extend_schema(
         request=SelectionInput,
         parameters=[OpenApiParameter("cursor", str), OpenApiParameter("pageSize", int)],
@@ -186,6 +197,7 @@ class IgnoreFormatNegotiation(DefaultContentNegotiation):
 
 
 class AdminSessionExportApi(StaffApi):
+    required_permissions = {"GET": VIEW_SESSIONS}
     content_negotiation_class = IgnoreFormatNegotiation
 
     @extend_schema(
@@ -211,6 +223,8 @@ class AdminSessionExportApi(StaffApi):
 
 
 class AdminSessionBulkUpdateApi(StaffApi):
+    required_permissions = {"PUT": CHANGE_SESSIONS}
+
     class BulkUpdateInput(SelectionInput):
         end = StrictBooleanField(required=False, default=False)
         addTags = serializers.ListField(child=StrictCharField(max_length=64), required=False, max_length=20)
@@ -264,6 +278,7 @@ class AdminSessionBulkUpdateApi(StaffApi):
 
 
 class AdminSessionDeleteApi(StaffApi):
+    required_permissions = {"DELETE": DELETE_SESSIONS}
     schema = BodyOnDeleteSchema()
 
     class DeleteInput(SelectionInput):

@@ -7,11 +7,11 @@ from typing import Any
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.pagination import KeysetPagination
+from config.api.permissions import StaffWithPermissions
 from config.api.schema import paginated, problem
 from config.api.serializers import StrictSerializer
 from sessions_app.apis import SessionTokenApi
@@ -28,12 +28,16 @@ from sessions_app.identity_selectors import (
 from sessions_app.models import GlobalUserProfile, ProfileMerge
 from sessions_app.permissions import IsSessionTokenHolder
 
+VIEW_PROFILES = ("sessions_app.view_globaluserprofile",)
+CHANGE_PROFILES = ("sessions_app.change_globaluserprofile",)
+
 
 class StaffApi(APIView):
-    """Operators: a staff user signed in to the admin (session cookie, CSRF-protected)."""
+    """Operators: a staff user signed in to the admin (session cookie, CSRF-protected), with the
+    profile model permission matching what the endpoint does."""
 
     authentication_classes = [SessionAuthentication]
-    permission_classes = [IsAdminUser]
+    permission_classes = [StaffWithPermissions]
 
 
 class BridgeOutput(serializers.Serializer):
@@ -109,12 +113,15 @@ def profile_payload(profile: GlobalUserProfile) -> dict[str, Any]:
 
 
 class ProfileDetailApi(StaffApi):
+    required_permissions = {"GET": VIEW_PROFILES}
+
     @extend_schema(responses={200: ProfileOutput}, summary="A profile: traits, linked devices, sessions, merges")
     def get(self, request, profile_id):
         return Response(profile_payload(profile_get(public_id=profile_id)))
 
 
 class ProfileLinksApi(StaffApi):
+    required_permissions = {"GET": VIEW_PROFILES}
     pagination_class = KeysetPagination
 
     class PageInput(StrictSerializer):
@@ -132,6 +139,8 @@ class ProfileLinksApi(StaffApi):
 
 
 class BridgeAcceptApi(StaffApi):
+    required_permissions = {"POST": CHANGE_PROFILES}
+
     @extend_schema(
         request=None,
         responses={200: BridgeOutput, 409: problem("Already merged, or profiles identified with different user ids.")},
@@ -143,6 +152,8 @@ class BridgeAcceptApi(StaffApi):
 
 
 class BridgeRejectApi(StaffApi):
+    required_permissions = {"POST": CHANGE_PROFILES}
+
     @extend_schema(
         request=None,
         responses={200: BridgeOutput, 409: problem("The link is already rejected.")},
@@ -154,6 +165,8 @@ class BridgeRejectApi(StaffApi):
 
 
 class ProfileSplitApi(StaffApi):
+    required_permissions = {"POST": CHANGE_PROFILES}
+
     class SplitInput(StrictSerializer):
         mergeId = serializers.IntegerField(required=False, min_value=1)
 

@@ -68,11 +68,17 @@ def site_client(neuron):
 
 @pytest.fixture
 def staff_user(db, django_user_model):
-    return django_user_model.objects.create_user("staff", "staff@example.com", "pw-staff-123", is_staff=True)
+    """An operator: staff with every model permission of the project's apps (not a superuser)."""
+    from tests.helpers import grant_all
+
+    return grant_all(django_user_model.objects.create_user("staff", "staff@example.com", "pw-staff-123", is_staff=True))
 
 
 @pytest.fixture
 def staff_client(staff_user):
+    # force_authenticate keeps the user's loading out of the queries a test counts; its
+    # permissions are loaded now too (the object caches them), as they are part of that.
+    staff_user.get_all_permissions()
     client = APIClient()
     client.force_authenticate(staff_user)
     return client

@@ -75,3 +75,47 @@ def end_server_threads_connections() -> None:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+# The project's own apps: an operator fixture holds every model permission of these.
+PROJECT_APPS = ("federation", "sessions_app", "privacy", "personalization", "analytics")
+
+
+def grant(user, *perms: str):
+    """Give `user` the model permissions named "app_label.codename" (each must exist); returns
+    the user. The user object's permission cache is dropped, so it sees them at once."""
+    from django.contrib.auth.models import Permission
+
+    wanted = {tuple(perm.split(".", 1)) for perm in perms}
+    found = [
+        permission
+        for permission in Permission.objects.filter(codename__in={codename for _, codename in wanted}).select_related(
+            "content_type"
+        )
+        if (permission.content_type.app_label, permission.codename) in wanted
+    ]
+    assert len(found) == len(wanted), f"unknown permissions among {sorted(perms)}"
+    user.user_permissions.add(*found)
+    forget_permissions(user)
+    return user
+
+
+def project_permissions() -> list[str]:
+    """Every model permission of the project's apps, as "app_label.codename"."""
+    from django.contrib.auth.models import Permission
+
+    rows = Permission.objects.filter(content_type__app_label__in=PROJECT_APPS).values_list(
+        "content_type__app_label", "codename"
+    )
+    return sorted(f"{app_label}.{codename}" for app_label, codename in rows)
+
+
+def grant_all(user):
+    """An operator: every model permission of the project's apps (not a superuser)."""
+    return grant(user, *project_permissions())
+
+
+def forget_permissions(user) -> None:
+    """Drop the permission caches ModelBackend keeps on a user object."""
+    for cache_name in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
+        user.__dict__.pop(cache_name, None)

@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from tests.federation.factories import NeuronFactory
-from tests.helpers import end_server_threads_connections
+from tests.helpers import end_server_threads_connections, grant_all
 from tests.sessions_app.factories import BehaviorEventFactory, UserSessionFactory
 
 CHROMIUM = "/usr/bin/chromium"
@@ -73,7 +73,8 @@ def asgi_server(settings, require_chromium) -> Iterator[str]:
 
 @pytest.fixture
 def operator(django_user_model):
-    return django_user_model.objects.create_user("operator", "op@example.com", PASSWORD, is_staff=True)
+    """An operator: staff with every model permission of the project's apps."""
+    return grant_all(django_user_model.objects.create_user("operator", "op@example.com", PASSWORD, is_staff=True))
 
 
 @pytest.fixture

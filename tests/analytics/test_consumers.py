@@ -17,6 +17,7 @@ from analytics import ticker as ticker_module
 from analytics.consumers import CLOSE_FORBIDDEN
 from config.asgi import application
 from sessions_app.live import live_record_events
+from tests.helpers import grant_all
 from tests.sessions_app.factories import BehaviorEventFactory, UserSessionFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,7 +71,9 @@ async def snapshot_where(comm: WebsocketCommunicator, predicate, timeout: float 
 
 @pytest.fixture
 def operator(django_user_model):
-    return django_user_model.objects.create_user("operator", "op@example.com", "pw-operator-1", is_staff=True)
+    return grant_all(
+        django_user_model.objects.create_user("operator", "op@example.com", "pw-operator-1", is_staff=True)
+    )
 
 
 def test_anonymous_connection_is_refused():
@@ -126,9 +129,10 @@ def test_staff_gets_a_snapshot_at_once_and_then_every_tick(operator):
     async_to_sync(scenario)()
 
 
-@pytest.mark.parametrize("revoke", ["staff", "account", "logout"])
+@pytest.mark.parametrize("revoke", ["staff", "permission", "account", "logout"])
 def test_an_operator_who_loses_access_is_disconnected_at_the_next_tick(operator, revoke):
-    """Staff status removed, account deactivated or logged out: the socket closes with 4403."""
+    """Staff status or the dashboard's permission removed, account deactivated or logged out:
+    the socket closes with 4403."""
     from django.contrib.sessions.models import Session
 
     headers = cookie_for(operator)
@@ -136,6 +140,9 @@ def test_an_operator_who_loses_access_is_disconnected_at_the_next_tick(operator,
     def take_access_away() -> None:
         if revoke == "logout":
             Session.objects.all().delete()
+            return
+        if revoke == "permission":
+            operator.user_permissions.clear()
             return
         setattr(operator, "is_staff" if revoke == "staff" else "is_active", False)
         operator.save()

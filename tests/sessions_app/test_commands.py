@@ -11,6 +11,7 @@ from django.db.models import Count, F, Q
 
 from federation.models import Neuron
 from sessions_app.models import AnonymousTrafficCount, BehaviorEvent, UserSession
+from tests.helpers import project_permissions
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +22,9 @@ def test_seed_demo_creates_site_staff_user_and_consistent_data():
     text = out.getvalue()
     neuron = Neuron.objects.get(slug="demo")
     assert neuron.publishable_key in text and "admin / admin" in text
-    assert get_user_model().objects.get(username="admin").is_staff
+    admin = get_user_model().objects.get(username="admin")
+    # A superuser: the dashboard, the staff API and the admin each need their model permissions.
+    assert admin.is_staff and admin.is_superuser and admin.has_perms(project_permissions())
     assert UserSession.objects.filter(neuron=neuron).count() == 300
     # Visitors without analytics consent have no event rows, only anonymous counts.
     assert not BehaviorEvent.objects.filter(session__consent__analytics=False).exists()
