@@ -86,13 +86,20 @@ def test_privacy_centre_draws_consent_rates(seeded, page):
     assert page.errors == []
 
 
-def test_visitor_text_in_a_chart_tooltip_is_shown_not_run(seeded, page):
-    """An event named like HTML (visitors choose event names) shows as text in the timeline's tooltip."""
+@pytest.fixture
+def html_named_event(seeded):
+    """A session with an event named like HTML (visitors choose event names). Made before the page
+    fixture starts Playwright, whose event loop would give the ORM another connection."""
     from tests.sessions_app.factories import BehaviorEventFactory
 
-    _, sessions = seeded
-    session = sessions[0]
+    session = seeded[1][0]
     BehaviorEventFactory(session=session, event_name='<img src=x onerror="window.__xss=1">')
+    return session
+
+
+def test_visitor_text_in_a_chart_tooltip_is_shown_not_run(html_named_event, page):
+    """An event named like HTML shows as text in the timeline's tooltip, and runs nothing."""
+    session = html_named_event
     page.goto(f"{page.base}/dashboard/sessions/{session.public_id}/")
     page.wait_for_selector("[data-chart=timeline][data-rendered=true]", timeout=10_000)
     index = page.evaluate(
