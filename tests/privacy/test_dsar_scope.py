@@ -16,52 +16,15 @@ from rest_framework.test import APIClient
 
 from privacy.crypto import identifier_hash
 from privacy.models import DataSubjectRequest, ErasureTombstone
-from sessions_app.models import BehaviorEvent, GlobalUserProfile, UserSession
+from sessions_app.models import GlobalUserProfile
 from tests.conftest import IPHONE_UA
 from tests.federation.factories import NeuronFactory
-from tests.helpers import assert_problem, bearer, in_parallel, needs_postgres
+from tests.helpers import assert_problem, in_parallel, needs_postgres
+from tests.privacy.visits import Visit, export_document, run, site_client
 
 pytestmark = pytest.mark.django_db
 
 SHARED = "shared-1"
-
-
-def _site(neuron) -> APIClient:
-    return APIClient(REMOTE_ADDR="81.2.69.142", HTTP_USER_AGENT=IPHONE_UA, HTTP_X_SITE_KEY=neuron.publishable_key)
-
-
-class Visit:
-    """A session created on a site with a chosen anonymous id, with a few events."""
-
-    def __init__(self, neuron, anonymous_id: str = SHARED, events: int = 2, user_id: str | None = None):
-        self.neuron = neuron
-        body = (
-            _site(neuron)
-            .post("/api/sessions/create", {"consent": {"analytics": True}, "anonymousId": anonymous_id}, format="json")
-            .json()
-        )
-        assert body["anonymousId"] == anonymous_id, body
-        self.session_id = body["sessionId"]
-        self.token = body["token"]
-        if user_id:
-            updated = self.client().put(f"/api/sessions/{self.session_id}", {"userId": user_id}, format="json").json()
-            self.token = updated.get("token", self.token)
-        for e in range(events):
-            response = self.client().post(
-                f"/api/sessions/{self.session_id}/events",
-                {"eventType": "page_view", "page": {"path": f"/{neuron.slug}/{e}"}},
-                format="json",
-            )
-            assert response.status_code in (200, 201, 202), response.content
-
-    def client(self) -> APIClient:
-        return bearer(self.token)
-
-    def exists(self) -> bool:
-        return UserSession.objects.filter(public_id=self.session_id).exists()
-
-    def events(self) -> int:
-        return BehaviorEvent.objects.filter(session__public_id=self.session_id).count()
 
 
 @pytest.fixture
@@ -72,41 +35,25 @@ def site_b(db):
 @pytest.fixture
 def mine(neuron):
     """Site A's visitor, anonymous id `shared-1`."""
-    return Visit(neuron)
+    return Visit(neuron, SHARED)
 
 
 @pytest.fixture
 def theirs(site_b):
     """Site B's visitor, who chose the same anonymous id."""
-    return Visit(site_b, events=3)
-
-
-def run(capture, fn):
-    with capture(execute=True):
-        return fn()
-
-
-def _document(client: APIClient, response) -> dict:
-    assert response.status_code in (200, 202), response.content
-    body = response.json()
-    if "statusUrl" not in body:
-        return body
-    detail = client.get(body["statusUrl"])
-    assert detail.status_code == 200, detail.content
-    assert detail.json()["status"] == "completed"
-    return detail.json()["document"]
+    return Visit(site_b, SHARED, events=3)
 
 
 # --- a token stays on its own site -----------------------------------------------------------
 
 
-def test_token_export_of_its_session_holds_only_its_own_site(mine, theirs, django_capture_on_commit_callbacks):
+def test_token_export_of_its_session_holds_only_its_ownsite_client(mine, theirs, django_capture_on_commit_callbacks):
     client = mine.client()
     response = run(
         django_capture_on_commit_callbacks,
         lambda: client.get(f"/api/sessions/user-data/{mine.session_id}/export"),
     )
-    document = _document(client, response)
+    document = export_document(client, response)
     assert document["subject"]["sessionIds"] == [mine.session_id]
     tables = document["tables"]
     assert [r["neuron_id"] for r in tables["sessions_app.UserSession"]["rows"]] == [mine.neuron.pk]
@@ -116,7 +63,7 @@ def test_token_export_of_its_session_holds_only_its_own_site(mine, theirs, djang
     assert theirs.neuron.slug not in str(document)
 
 
-def test_token_naming_its_anonymous_id_is_404_on_every_site(mine, theirs, django_capture_on_commit_callbacks):
+def test_token_naming_its_anonymous_id_is_404_on_everysite_client(mine, theirs, django_capture_on_commit_callbacks):
     """The anonymous id is the browser's choice (site B's visitor chose it too): it proves nothing."""
     for visit in (mine, theirs):
         client = visit.client()
@@ -135,7 +82,7 @@ def test_token_naming_its_anonymous_id_is_404_on_every_site(mine, theirs, django
     assert theirs.exists() and theirs.events() == 3
 
 
-def test_token_erasure_of_its_session_spares_the_other_site(mine, theirs, django_capture_on_commit_callbacks):
+def test_token_erasure_of_its_session_spares_the_othersite_client(mine, theirs, django_capture_on_commit_callbacks):
     client = mine.client()
     response = run(
         django_capture_on_commit_callbacks,
@@ -173,14 +120,14 @@ def test_a_tokens_erasure_tombstones_its_session_id_on_its_own_site_only(
     assert not mine.exists()
     assert list(ErasureTombstone.objects.values_list("kind", "neuron_id")) == [("sessionId", mine.neuron.pk)]
     assert client.get(f"/api/sessions/{mine.session_id}").status_code == 401
-    assert Visit(mine.neuron).exists()  # Visit asserts the anonymous id was kept
+    assert Visit(mine.neuron, SHARED).exists()  # Visit asserts the anonymous id was kept
     assert _v1_track(mine.neuron, SHARED)["stored"] == 1
 
-    assert Visit(theirs.neuron).exists()
+    assert Visit(theirs.neuron, SHARED).exists()
     assert _v1_track(theirs.neuron, SHARED)["stored"] == 1
 
 
-def test_a_staff_erasure_drops_later_data_of_the_identifier_on_every_site(
+def test_a_staff_erasure_drops_later_data_of_the_identifier_on_everysite_client(
     staff_client, mine, theirs, django_capture_on_commit_callbacks
 ):
     run(
@@ -189,7 +136,7 @@ def test_a_staff_erasure_drops_later_data_of_the_identifier_on_every_site(
     )
     assert not mine.exists() and not theirs.exists()
     for neuron in (mine.neuron, theirs.neuron):
-        created = _site(neuron).post("/api/sessions/create", {"anonymousId": SHARED}, format="json").json()
+        created = site_client(neuron).post("/api/sessions/create", {"anonymousId": SHARED}, format="json").json()
         assert created["anonymousId"] != SHARED
         assert _v1_track(neuron, SHARED)["dropped"] == 1
 
@@ -217,7 +164,7 @@ def test_same_site_session_with_the_same_anonymous_id_is_not_the_tokens(
 ):
     """Another session of its site with the same anonymous id may be another person who chose the
     same id: a token may not name it (404), nor reach it through its own session's export."""
-    sibling = Visit(neuron, events=1)
+    sibling = Visit(neuron, SHARED, events=1)
     client = mine.client()
     for response in run(
         django_capture_on_commit_callbacks,
@@ -235,7 +182,7 @@ def test_same_site_session_with_the_same_anonymous_id_is_not_the_tokens(
         django_capture_on_commit_callbacks,
         lambda: client.get(f"/api/sessions/user-data/{mine.session_id}/export"),
     )
-    document = _document(client, response)
+    document = export_document(client, response)
     assert document["subject"]["sessionIds"] == [mine.session_id]
     assert sibling.session_id not in str(document) and theirs.session_id not in str(document)
     assert len(document["tables"]["sessions_app.BehaviorEvent"]["rows"]) == 2
@@ -265,7 +212,7 @@ def test_token_naming_a_user_id_is_404_and_its_export_holds_no_profile(
         django_capture_on_commit_callbacks,
         lambda: client.get(f"/api/sessions/user-data/{here.session_id}/export"),
     )
-    document = _document(client, response)
+    document = export_document(client, response)
     assert document["subject"]["sessionIds"] == [here.session_id]
     assert document["subject"]["userIds"] == [] and document["subject"]["profileIds"] == []
     assert document["tables"]["sessions_app.GlobalUserProfile"]["rows"] == []
@@ -282,17 +229,17 @@ def test_token_naming_a_user_id_is_404_and_its_export_holds_no_profile(
     assert GlobalUserProfile.objects.filter(user_id_hash=identifier_hash("u@example.com")).count() == 2
 
 
-def test_staff_keep_their_reach_over_every_site(staff_client, mine, theirs, django_capture_on_commit_callbacks):
+def test_staff_keep_their_reach_over_everysite_client(staff_client, mine, theirs, django_capture_on_commit_callbacks):
     response = run(
         django_capture_on_commit_callbacks,
         lambda: staff_client.get(f"/api/sessions/user-data/{SHARED}/export?idType=anonymousId"),
     )
-    document = _document(staff_client, response)
+    document = export_document(staff_client, response)
     assert sorted(document["subject"]["sessionIds"]) == sorted([mine.session_id, theirs.session_id])
     assert DataSubjectRequest.objects.get().neuron_id is None
 
 
-def test_request_status_is_for_the_token_that_asked_or_its_own_session_on_its_site(
+def test_request_status_is_for_the_token_that_asked_or_its_own_session_on_itssite_client(
     neuron, staff_client, mine, theirs, django_capture_on_commit_callbacks
 ):
     """Site B's token (same anonymous id) never sees site A's request, nor does site A's other session
@@ -304,7 +251,7 @@ def test_request_status_is_for_the_token_that_asked_or_its_own_session_on_its_si
     url = response.json()["statusUrl"]
     assert mine.client().get(url).status_code == 200
     assert_problem(theirs.client().get(url), 404)
-    sibling = Visit(neuron, events=0)
+    sibling = Visit(neuron, SHARED, events=0)
     assert_problem(sibling.client().get(url), 404)
 
     staff = run(
@@ -317,7 +264,7 @@ def test_request_status_is_for_the_token_that_asked_or_its_own_session_on_its_si
         assert_problem(visit.client().get(staff_url), 404)
 
 
-def test_privacy_report_counts_only_the_tokens_site(mine, theirs):
+def test_privacy_report_counts_only_the_tokenssite_client(mine, theirs):
     report = mine.client().get("/api/sessions/privacy-report").json()
     assert report["held"]["sessions_app.UserSession"]["rows"] == 1
     assert report["held"]["sessions_app.BehaviorEvent"]["rows"] == 2
@@ -366,7 +313,7 @@ def test_a_tokens_second_erasure_while_pending_returns_the_first(mine, theirs):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_erasures_of_one_subject_make_one_request(staff_user, neuron, monkeypatch):
     """Six DELETEs at once: one request, and every caller gets it."""
-    visit = Visit(neuron)
+    visit = Visit(neuron, SHARED)
     # The requests stay pending (the task is not queued), as they would behind a busy worker.
     monkeypatch.setattr("privacy.tasks.run_data_subject_request.delay", lambda *args, **kwargs: None)
     threads_n = 6

@@ -12,74 +12,14 @@ Requests for the whole person are made by staff.
 from __future__ import annotations
 
 import pytest
-from rest_framework.test import APIClient
 
 from privacy.dsar import identifier_is_erased
 from privacy.models import DataSubjectRequest, ErasureTombstone
-from sessions_app.models import BehaviorEvent, GlobalUserProfile, UserSession
-from tests.conftest import IPHONE_UA
-from tests.helpers import assert_problem, bearer
+from sessions_app.models import BehaviorEvent, GlobalUserProfile
+from tests.helpers import assert_problem
+from tests.privacy.visits import Visit, export_document, run
 
 pytestmark = pytest.mark.django_db
-
-
-def _site(neuron) -> APIClient:
-    return APIClient(REMOTE_ADDR="81.2.69.142", HTTP_USER_AGENT=IPHONE_UA, HTTP_X_SITE_KEY=neuron.publishable_key)
-
-
-class Visit:
-    """A session created on a site with a chosen anonymous id (and user id), with a few events."""
-
-    def __init__(self, neuron, anonymous_id: str, events: int, user_id: str | None = None):
-        self.neuron = neuron
-        self.anonymous_id = anonymous_id
-        body = (
-            _site(neuron)
-            .post("/api/sessions/create", {"consent": {"analytics": True}, "anonymousId": anonymous_id}, format="json")
-            .json()
-        )
-        assert body["anonymousId"] == anonymous_id, body
-        self.session_id = body["sessionId"]
-        self.token = body["token"]
-        if user_id:
-            response = self.client().put(f"/api/sessions/{self.session_id}", {"userId": user_id}, format="json")
-            assert response.status_code == 200, response.content
-            self.token = response.json().get("token", self.token)
-        for e in range(events):
-            response = self.client().post(
-                f"/api/sessions/{self.session_id}/events",
-                {"eventType": "page_view", "page": {"path": f"/{anonymous_id}/{e}"}},
-                format="json",
-            )
-            assert response.status_code in (200, 201, 202), response.content
-
-    def client(self) -> APIClient:
-        return bearer(self.token)
-
-    def row(self) -> UserSession:
-        return UserSession.objects.get(public_id=self.session_id)
-
-    def exists(self) -> bool:
-        return UserSession.objects.filter(public_id=self.session_id).exists()
-
-    def events(self) -> int:
-        return BehaviorEvent.objects.filter(session__public_id=self.session_id).count()
-
-
-def run(capture, fn):
-    with capture(execute=True):
-        return fn()
-
-
-def _document(client: APIClient, response) -> dict:
-    assert response.status_code in (200, 202), response.content
-    body = response.json()
-    if "statusUrl" not in body:
-        return body
-    detail = client.get(body["statusUrl"])
-    assert detail.status_code == 200, detail.content
-    assert detail.json()["status"] == "completed"
-    return detail.json()["document"]
 
 
 VICTIM_USER = "customer-42"
@@ -183,7 +123,7 @@ def test_the_attackers_own_export_holds_only_its_own_session(pair, django_captur
         django_capture_on_commit_callbacks,
         lambda: client.get(f"/api/sessions/user-data/{attacker.session_id}/export"),
     )
-    document = _document(client, response)
+    document = export_document(client, response)
     assert document["subject"]["sessionIds"] == [attacker.session_id]
     assert document["subject"]["profileIds"] == [] and document["subject"]["userIds"] == []
     tables = document["tables"]
@@ -266,7 +206,7 @@ def test_staff_still_reach_the_whole_person(neuron, staff_client, django_capture
         django_capture_on_commit_callbacks,
         lambda: staff_client.get(f"/api/sessions/user-data/{VICTIM_USER}/export?idType=userId"),
     )
-    document = _document(staff_client, response)
+    document = export_document(staff_client, response)
     assert sorted(document["subject"]["sessionIds"]) == sorted([victim.session_id, attacker.session_id])
     assert document["subject"]["userIds"] == [VICTIM_USER]
     assert DataSubjectRequest.objects.get().neuron_id is None
