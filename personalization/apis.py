@@ -91,9 +91,7 @@ class SegmentListApi(StaffApi):
     class FilterInput(StrictSerializer):
         neuronId = StrictCharField(required=False, max_length=64)
         cursor = StrictCharField(required=False)
-        # The paginator would quietly serve its default page for "ten" or 0: a 400 instead.
-        # Above its maximum it clamps, as every list does.
-        pageSize = serializers.IntegerField(required=False, min_value=1)
+        pageSize = StrictCharField(required=False)  # read (and refused when bad) by KeysetPagination
 
     @extend_schema(
         parameters=[OpenApiParameter("neuronId", str, description="Only this site's segments.")],
@@ -185,9 +183,7 @@ class SegmentMembersApi(StaffApi):
 
     class PageInput(StrictSerializer):
         cursor = StrictCharField(required=False)
-        # The paginator would quietly serve its default page for "ten" or 0: a 400 instead.
-        # Above its maximum it clamps, as every list does.
-        pageSize = serializers.IntegerField(required=False, min_value=1)
+        pageSize = StrictCharField(required=False)  # read (and refused when bad) by KeysetPagination
 
     @extend_schema(responses={200: paginated(MemberOutput)}, summary="The materialized member list of a segment")
     def get(self, request, segment_id):

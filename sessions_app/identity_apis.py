@@ -125,9 +125,10 @@ class ProfileLinksApi(StaffApi):
     pagination_class = KeysetPagination
 
     class PageInput(StrictSerializer):
+        """Only the paginator's parameters, which KeysetPagination reads (and refuses when bad)."""
+
         cursor = serializers.CharField(required=False)
-        # The paginator would quietly serve its default page for "ten" or 0: a 400 instead.
-        pageSize = serializers.IntegerField(required=False, min_value=1)
+        pageSize = serializers.CharField(required=False)
 
     @extend_schema(responses={200: paginated(BridgeOutput)}, summary="The profile's links with confidence and evidence")
     def get(self, request, profile_id):
